@@ -1,0 +1,58 @@
+# Every command a developer or CI runs. `make run` and `make test` work on a fresh machine with
+# only Python 3.11 and make: they install uv when it is missing and sync the one lock file.
+
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PY := .venv/bin/python
+USER ?= alice
+
+.PHONY: help setup run test proto proto-check lint format bench token migrate rotate-keys grant service-token
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(UV):
+	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+
+.venv/.synced: uv.lock pyproject.toml $(UV)
+	$(UV) sync --frozen --all-packages
+	@touch $@
+
+setup: .venv/.synced  ## install everything (uv, then the locked dependencies)
+
+run: setup  ## the whole stack on this machine; prints the gateway URL and a dev token
+	$(PY) -m devstack
+
+test: setup  ## every test, against a real Postgres and Redis
+	$(PY) -m pytest -q -p no:randomly $(PYTEST_ARGS)
+
+proto: setup  ## regenerate the gRPC stubs from protos/
+	$(PY) scripts/gen_protos.py
+
+proto-check: setup  ## fail if the committed stubs differ from what protos/ generates
+	$(PY) scripts/gen_protos.py --check
+
+lint: setup  ## ruff (lint + format check) and mypy
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy common/src gateway/src text-svc/src settings-svc/src billing-svc/src
+
+format: setup  ## apply ruff's formatting and fixable lint
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+bench: setup  ## benchmarks against the stand-ins; writes docs/benchmarks.md
+	$(PY) -m bench
+
+token: setup  ## a dev JWT for USER (make token USER=alice); the token alone on the last line
+	@$(PY) -m devstack.token $(USER)
+
+migrate: setup  ## apply settings-svc and billing-svc migrations to the configured databases
+	$(PY) -m settings_svc migrate
+	$(PY) -m billing_svc migrate
+
+rotate-keys: setup  ## re-encrypt every stored API key with the newest encryption key
+	$(PY) -m settings_svc rotate-keys
+
+grant: setup  ## credit a user: make grant USER=alice AMOUNT=5000000 (micro-credits)
+	$(PY) -m billing_svc grant $(USER) $(AMOUNT)

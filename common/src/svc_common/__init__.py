@@ -1,0 +1,1 @@
+"""What every service needs: settings, logging, telemetry, gRPC bootstrap, auth metadata, errors."""

@@ -1,0 +1,271 @@
+"""Errors in one place per direction.
+
+Services raise ServiceError subclasses; ErrorInterceptor turns them into a gRPC status whose
+details carry a google.rpc.ErrorInfo (the reason, e.g. INSUFFICIENT_CREDITS) and, where known, a
+google.rpc.RetryInfo. Clients turn grpc.aio.AioRpcError back into RemoteError with the same facts;
+the gateway maps those to HTTP in `http_status()`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+log = logging.getLogger(__name__)
+
+DOMAIN = "model-platform"
+
+# Reasons that change what a user is told (and the HTTP status).
+INSUFFICIENT_CREDITS = "INSUFFICIENT_CREDITS"
+PROVIDER_AUTH_FAILED = "PROVIDER_AUTH_FAILED"
+UPSTREAM_ERROR = "UPSTREAM_ERROR"
+UPSTREAM_RATE_LIMITED = "UPSTREAM_RATE_LIMITED"
+UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
+UPSTREAM_TIMEOUT = "UPSTREAM_TIMEOUT"
+VERSION_CONFLICT = "VERSION_CONFLICT"
+
+
+class ServiceError(Exception):
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    reason: str = ""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        retry_after: float | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+        self.retry_after = retry_after
+        self.param = param
+
+
+class InvalidArgument(ServiceError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class FailedPrecondition(ServiceError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class NotFound(ServiceError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class Conflict(ServiceError):
+    code = grpc.StatusCode.ABORTED
+    reason = VERSION_CONFLICT
+
+
+class Unauthenticated(ServiceError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(ServiceError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class ResourceExhausted(ServiceError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class InsufficientCredits(ServiceError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = INSUFFICIENT_CREDITS
+
+
+class Unavailable(ServiceError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceeded(ServiceError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Internal(ServiceError):
+    code = grpc.StatusCode.INTERNAL
+
+
+def to_status(err: ServiceError) -> grpc.Status:
+    status = status_pb2.Status(code=err.code.value[0], message=err.message)
+    info = error_details_pb2.ErrorInfo(reason=err.reason or err.code.name, domain=DOMAIN)
+    if err.param:
+        info.metadata["param"] = err.param
+    status.details.add().Pack(info)
+    if err.retry_after is not None:
+        delay = duration_pb2.Duration()
+        delay.FromMilliseconds(int(err.retry_after * 1000))
+        status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+    return rpc_status.to_status(status)
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Maps ServiceError to a rich gRPC status; anything unexpected becomes INTERNAL, logged once."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        if handler.unary_unary:
+            inner_uu = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                try:
+                    return await inner_uu(request, context)
+                except ServiceError as err:
+                    await context.abort_with_status(to_status(err))
+                except (grpc.aio.AbortError, grpc.aio.UsageError):
+                    raise
+                except Exception:
+                    log.exception("unhandled error in %s", method)
+                    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            inner_us = handler.unary_stream
+
+            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                try:
+                    async for message in inner_us(request, context):
+                        yield message
+                except ServiceError as err:
+                    await context.abort_with_status(to_status(err))
+                except (grpc.aio.AbortError, grpc.aio.UsageError):
+                    raise
+                except Exception:
+                    log.exception("unhandled error in %s", method)
+                    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+@dataclass(slots=True)
+class RemoteError(Exception):
+    """A failed call to another service, with the facts its status carried."""
+
+    code: grpc.StatusCode
+    message: str
+    reason: str = ""
+    retry_after: float | None = None
+    param: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.code.name}: {self.message}"
+
+
+def from_rpc_error(err: grpc.aio.AioRpcError) -> RemoteError:
+    remote = RemoteError(code=err.code(), message=err.details() or "")
+    for key, value in err.trailing_metadata() or ():
+        if key != "grpc-status-details-bin":
+            continue
+        status = status_pb2.Status.FromString(value)
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                remote.reason = info.reason
+                remote.param = info.metadata.get("param")
+            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                retry = error_details_pb2.RetryInfo()
+                detail.Unpack(retry)
+                remote.retry_after = retry.retry_delay.ToMilliseconds() / 1000
+    return remote
+
+
+def reraise(err: RemoteError) -> ServiceError:
+    """The same failure as a ServiceError, to pass a downstream error on to this service's caller."""
+    cls = _BY_CODE.get(err.code, Internal)
+    if cls is Internal and err.code != grpc.StatusCode.INTERNAL:
+        return Unavailable(err.message or err.code.name, reason=err.reason or UPSTREAM_UNAVAILABLE)
+    return cls(err.message, reason=err.reason or None, retry_after=err.retry_after, param=err.param)
+
+
+_BY_CODE: dict[grpc.StatusCode, type[ServiceError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.ABORTED: Conflict,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.INTERNAL: Internal,
+}
+
+# After google/rpc/code.proto's HTTP mapping; reasons below override where the product says so.
+_HTTP_BY_CODE: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.DATA_LOSS: 500,
+}
+
+_HTTP_BY_REASON: dict[str, int] = {
+    INSUFFICIENT_CREDITS: 402,
+    PROVIDER_AUTH_FAILED: 401,
+    UPSTREAM_ERROR: 502,
+    UPSTREAM_RATE_LIMITED: 429,
+    UPSTREAM_UNAVAILABLE: 503,
+    UPSTREAM_TIMEOUT: 504,
+}
+
+
+def http_status(err: RemoteError) -> int:
+    return _HTTP_BY_REASON.get(err.reason) or _HTTP_BY_CODE.get(err.code, 500)
+
+
+# The OpenAI-style error `type` for each HTTP status a proxy route returns.
+def openai_error_type(status: int) -> str:
+    if status in (400, 404, 409, 413, 422):
+        return "invalid_request_error"
+    if status == 401:
+        return "authentication_error"
+    if status == 402:
+        return "insufficient_quota"
+    if status == 403:
+        return "permission_error"
+    if status == 429:
+        return "rate_limit_error"
+    return "server_error" if status < 503 else "service_unavailable"
+
+

@@ -1,0 +1,47 @@
+"""Versioned SQL migrations for a service's own Postgres schema, applied once under an advisory lock.
+
+Files are `NNNN_name.sql` in the service's migrations folder, applied in order, each in its own
+transaction, recorded in `<schema>.schema_migrations`. Several replicas starting at once wait on the
+same advisory lock, so each migration runs exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+
+def _lock_id(schema: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"migrations:{schema}".encode()).digest()[:8], "big", signed=True)
+
+
+async def apply_migrations(conn: asyncpg.Connection, schema: str, folder: Path) -> list[str]:
+    """Apply every migration in `folder` not yet recorded; returns the names applied now."""
+    applied_now: list[str] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", _lock_id(schema))
+    try:
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute(
+            f'CREATE TABLE IF NOT EXISTS "{schema}".schema_migrations ('
+            " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["name"] for r in await conn.fetch(f'SELECT name FROM "{schema}".schema_migrations')}
+        for path in sorted(folder.glob("*.sql")):
+            if path.name in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(f'SET LOCAL search_path TO "{schema}", public')
+                await conn.execute(path.read_text())
+                await conn.execute(
+                    f'INSERT INTO "{schema}".schema_migrations (name) VALUES ($1)', path.name
+                )
+            log.info("applied migration %s.%s", schema, path.name)
+            applied_now.append(path.name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _lock_id(schema))
+    return applied_now

