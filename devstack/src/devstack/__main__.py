@@ -1,0 +1,232 @@
+"""`make run`: the whole platform on this machine.
+
+Postgres and Redis come from DATABASE_URL / REDIS_URL when set, else embedded servers under
+.devstack/. Providers are the real ones when their keys are set (OPENAI_API_KEY,
+ANTHROPIC_API_KEY), else the offline demo provider (the provider stand-ins, which answer any key).
+Each service runs as its own process, as in production; Ctrl-C stops them all.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from devstack.embedded import EmbeddedPostgres, EmbeddedRedis
+from devstack.secrets import STATE_DIR, dev_secrets
+from devstack.token import mint
+
+STARTING_BALANCE_MICROS = 10_000_000  # 10 credits for every new dev user
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    def __init__(self) -> None:
+        self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.embedded: list[EmbeddedPostgres | EmbeddedRedis] = []
+        self.logs = STATE_DIR / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    def spawn(self, name: str, module: str, env: dict[str, str], *args: str) -> None:
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child for its life
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.processes.append((name, process))
+
+    def check_alive(self) -> None:
+        for name, process in self.processes:
+            if process.poll() is not None:
+                raise SystemExit(
+                    f"{name} exited with {process.returncode}; see {self.logs / (name + '.log')}"
+                )
+
+    def stop(self) -> None:
+        for _, process in reversed(self.processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for _, process in reversed(self.processes):
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for server in reversed(self.embedded):
+            server.stop()
+
+
+def wait_ready(stack: Stack, url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stack.check_alive()
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"the stack did not become ready at {url}; logs in {stack.logs}")
+
+
+def main() -> None:  # noqa: PLR0915 - a start-up script reads best top to bottom
+    stack = Stack()
+    secrets_ = dev_secrets()
+    try:
+        database_url = os.environ.get("DATABASE_URL")
+        if not database_url:
+            pg = EmbeddedPostgres(STATE_DIR / "postgres")
+            stack.embedded.append(pg)
+            database_url = pg.url
+        redis_url = os.environ.get("REDIS_URL")
+        if not redis_url:
+            redis = EmbeddedRedis(STATE_DIR / "redis")
+            stack.embedded.append(redis)
+            redis_url = redis.url
+
+        providers: dict[str, str] = {}
+        openai_key = os.environ.get("OPENAI_API_KEY", "")
+        anthropic_key = os.environ.get("ANTHROPIC_API_KEY", "")
+        demo = not (openai_key or anthropic_key)
+        if demo:
+            ports = {p: free_port() for p in ("openai", "anthropic", "ollama")}
+            for provider, port in ports.items():
+                stack.spawn(
+                    f"demo-{provider}",
+                    "provider_stand_ins",
+                    {},
+                    "--provider", provider, "--port", str(port), "--accept-any-key",
+                )
+            providers = {
+                "TEXT_SVC_OPENAI_BASE_URL": f"http://127.0.0.1:{ports['openai']}/v1",
+                "TEXT_SVC_OPENAI_API_KEY": "sk-demo-platform-key",
+                "TEXT_SVC_ANTHROPIC_BASE_URL": f"http://127.0.0.1:{ports['anthropic']}",
+                "TEXT_SVC_ANTHROPIC_API_KEY": "sk-ant-demo-platform-key",
+                "TEXT_SVC_OLLAMA_BASE_URL": f"http://127.0.0.1:{ports['ollama']}",
+            }
+        else:
+            providers = {
+                "TEXT_SVC_OPENAI_API_KEY": openai_key,
+                "TEXT_SVC_ANTHROPIC_API_KEY": anthropic_key,
+            }
+
+        common = {
+            "ENVIRONMENT": "development",
+            "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
+            "SERVICE_TOKEN_SECRET": secrets_["service_token_secret"],
+        }
+
+        def service_env(prefix: str, service: str, **values: str) -> dict[str, str]:
+            from svc_common.auth import mint_service_token
+
+            env = {f"{prefix}{k}": v for k, v in common.items()}
+            env[f"{prefix}SERVICE_TOKEN"] = mint_service_token(secrets_["service_token_secret"], service)
+            env.update({f"{prefix}{k.upper()}": v for k, v in values.items()})
+            return env
+
+        settings_port, billing_port, text_port = free_port(), free_port(), free_port()
+        stack.spawn(
+            "settings-svc",
+            "settings_svc",
+            service_env(
+                "SETTINGS_SVC_", "settings-svc",
+                listen=f"127.0.0.1:{settings_port}",
+                database_url=database_url,
+                redis_url=redis_url,
+                encryption_keys=secrets_["encryption_key"],
+            ),
+        )
+        stack.spawn(
+            "billing-svc",
+            "billing_svc",
+            service_env(
+                "BILLING_SVC_", "billing-svc",
+                listen=f"127.0.0.1:{billing_port}",
+                database_url=database_url,
+                redis_url=redis_url,
+                starting_balance_micros=str(STARTING_BALANCE_MICROS),
+            ),
+        )
+        stack.spawn(
+            "text-svc",
+            "text_svc",
+            {
+                **service_env(
+                    "TEXT_SVC_", "text-svc",
+                    listen=f"127.0.0.1:{text_port}",
+                    settings_target=f"127.0.0.1:{settings_port}",
+                    billing_target=f"127.0.0.1:{billing_port}",
+                    redis_url=redis_url,
+                ),
+                **providers,
+            },
+        )
+        host = os.environ.get("GATEWAY_HOST", "127.0.0.1")
+        port = os.environ.get("GATEWAY_PORT", "8080")
+        stack.spawn(
+            "gateway",
+            "gateway",
+            {
+                "GATEWAY_HOST": host,
+                "GATEWAY_PORT": port,
+                "GATEWAY_ENVIRONMENT": "development",
+                "GATEWAY_JWT_HS256_SECRET": secrets_["jwt_hs256_secret"],
+                "GATEWAY_TEXT_TARGET": f"127.0.0.1:{text_port}",
+                "GATEWAY_SETTINGS_TARGET": f"127.0.0.1:{settings_port}",
+                "GATEWAY_BILLING_TARGET": f"127.0.0.1:{billing_port}",
+                "GATEWAY_SERVICE_TOKEN": _gateway_token(secrets_["service_token_secret"]),
+            },
+        )
+        base = f"http://{host}:{port}"
+        wait_ready(stack, f"{base}/readyz")
+        token = mint(os.environ.get("USER_NAME", "alice"))
+        print(  # noqa: T201 - this is the command's output
+            f"""
+The platform is up ({'offline demo provider' if demo else 'real providers'}; logs in {stack.logs}).
+
+  gateway      {base}   (API docs: {base}/docs)
+  dev token    for alice, a member with {STARTING_BALANCE_MICROS / 1e6:.0f} credits; `make token USER=bob` for others
+
+  from openai import OpenAI
+  client = OpenAI(base_url="{base}/api/text-proxy/v1", api_key="<dev token>")
+  client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "Hello"}}])
+
+Ctrl-C stops everything. The dev token for alice:
+{token}""",
+            flush=True,
+        )
+        stop = False
+
+        def on_signal(*_: object) -> None:
+            nonlocal stop
+            stop = True
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        while not stop:
+            stack.check_alive()
+            time.sleep(0.5)
+    finally:
+        stack.stop()
+
+
+def _gateway_token(secret: str) -> str:
+    from svc_common.auth import mint_service_token
+
+    return mint_service_token(secret, "gateway")
+
+
+if __name__ == "__main__":
+    main()
