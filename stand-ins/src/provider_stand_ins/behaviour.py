@@ -1,0 +1,107 @@
+"""Server-level knobs that shape a stand-in's replies and failures, and the deterministic reply.
+
+The reply is "Echo: <last user message>" cut or padded to ``chunks`` words (padding words are
+the 1-based word positions), one word per stream chunk; tokens are counted as words.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+
+@dataclasses.dataclass(slots=True)
+class Behaviour:
+    """Knobs of one stand-in. Settable at construction, at runtime, and over HTTP."""
+
+    chunks: int = 20
+    """Reply length in words; a stream sends one word per chunk."""
+    token_delay_s: float = 0.0
+    """Wait before each content chunk (non-stream replies wait ``chunks`` times this)."""
+    first_byte_delay_s: float = 0.0
+    """Wait before the response headers."""
+    error_status: int | None = None
+    """Fail generation requests with this status and the provider's error body."""
+    retry_after_s: float = 1.0
+    """The ``retry-after`` header sent with a 429."""
+    fail_times: int | None = None
+    """With ``error_status``: fail only the next N generation requests (None = all of them)."""
+    disconnect_after_chunks: int | None = None
+    """Close the connection abruptly after N content chunks: no [DONE], no message_stop."""
+    stream_error_after_chunks: int | None = None
+    """Send the provider's mid-stream error event after N content chunks, then end the stream."""
+    hang: bool = False
+    """Never answer generation requests (until the client leaves or the server stops)."""
+    accept_any_key: bool = False
+    """Demo mode: every key is accepted (and still recorded)."""
+    accept_any_model: bool = False
+    """Demo mode: every model name is accepted."""
+
+    def updated(self, changes: Mapping[str, Any]) -> Behaviour:
+        """A copy with ``changes`` applied; unknown knobs or wrong types raise ValueError."""
+        for name, value in changes.items():
+            _check_knob(name, value)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_KNOB_TYPES: dict[str, tuple[type, ...]] = {
+    "chunks": (int,),
+    "token_delay_s": (int, float),
+    "first_byte_delay_s": (int, float),
+    "error_status": (int, type(None)),
+    "retry_after_s": (int, float),
+    "fail_times": (int, type(None)),
+    "disconnect_after_chunks": (int, type(None)),
+    "stream_error_after_chunks": (int, type(None)),
+    "hang": (bool,),
+    "accept_any_key": (bool,),
+    "accept_any_model": (bool,),
+}
+
+
+def _check_knob(name: str, value: Any) -> None:
+    types = _KNOB_TYPES.get(name)
+    if types is None:
+        raise ValueError(f"unknown knob {name!r}; known: {', '.join(_KNOB_TYPES)}")
+    if isinstance(value, bool) and bool not in types:
+        raise ValueError(f"knob {name!r} takes {types[0].__name__}, got {value!r}")
+    if not isinstance(value, types):
+        raise ValueError(f"knob {name!r} takes {types[0].__name__}, got {value!r}")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+        raise ValueError(f"knob {name!r} must not be negative, got {value!r}")
+    if name == "error_status" and isinstance(value, int) and not 400 <= value <= 599:
+        raise ValueError(f"error_status must be a 4xx or 5xx status, got {value!r}")
+
+
+@lru_cache(maxsize=1024)
+def reply_words(prompt: str, count: int) -> tuple[str, ...]:
+    """The reply to ``prompt`` as ``count`` words: "Echo:", the prompt's words, then 4, 5, ...
+
+    >>> reply_words("hello there", 5)
+    ('Echo:', 'hello', 'there', '4', '5')
+    """
+    words = ["Echo:", *prompt.split()][:count]
+    words.extend(str(position) for position in range(len(words) + 1, count + 1))
+    return tuple(words)
+
+
+@lru_cache(maxsize=1024)
+def reply_pieces(prompt: str, count: int) -> tuple[str, ...]:
+    """The reply split into stream chunks: one word each, later words with a leading space."""
+    words = reply_words(prompt, count)
+    return tuple(word if index == 0 else " " + word for index, word in enumerate(words))
+
+
+def reply_text(prompt: str, count: int) -> str:
+    """The whole reply text, as a non-stream response carries it."""
+    return " ".join(reply_words(prompt, count))
+
+
+def count_words(text: str) -> int:
+    """Token count of a text: its whitespace-separated words."""
+    return len(text.split())
