@@ -1,0 +1,42 @@
+"""settings-svc configuration, read from SETTINGS_SVC_* environment variables."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from svc_common.config import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="SETTINGS_SVC_", extra="ignore")
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    db_pool_min_size: int = Field(default=1, ge=0)
+    db_pool_max_size: int = Field(default=8, ge=1)
+
+    # Every write publishes "<user_id>:<backend_type>" here so model services drop cached configs.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    settings_changed_channel: str = "settings-changed"
+
+    # Comma-separated `keyid:base64(32 bytes)`; the first encrypts, any listed decrypts (rotation).
+    encryption_keys: SecretStr | None = None
+
+    # Comma-separated hosts a user base URL may name even though they resolve to loopback/private
+    # addresses (e.g. an operator-run Ollama). Everything else must resolve to public addresses.
+    allowed_base_url_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Presets change only by migration or operator SQL: re-read this often (and on SIGHUP).
+    presets_reload_seconds: float = Field(default=60.0, gt=0)
+    # Rows per batch for `rotate-keys` and the legacy carry-over.
+    batch_size: int = Field(default=200, ge=1)
+
+    @field_validator("allowed_base_url_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            return [str(h).strip().strip("[]").lower().rstrip(".") for h in value if str(h).strip()]
+        return value

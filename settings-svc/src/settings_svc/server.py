@@ -1,0 +1,95 @@
+"""Wiring: gRPC server, database pool, Redis publisher and preset cache (no I/O until start)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from grpc_stubs.settings.v1 import settings_pb2, settings_pb2_grpc
+from settings_svc.changes import ChangePublisher
+from settings_svc.config import Settings
+from settings_svc.keystore import KeyRing
+from settings_svc.migrate import migrate
+from settings_svc.presets import PresetCatalog
+from settings_svc.service import SettingsServicer
+from settings_svc.store import ConfigStore, create_pool
+from svc_common.auth import MODEL_SERVICES
+from svc_common.grpc_server import GrpcService, build_server
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = settings_pb2.DESCRIPTOR.services_by_name["SettingsService"].full_name
+# The gateway reads and writes configs; model services also resolve them (checked again there).
+ALLOWED_CALLERS = frozenset({"gateway", *MODEL_SERVICES})
+
+
+class SettingsServer(GrpcService):
+    """The settings gRPC server; start() migrates the schema, then opens for calls."""
+
+    def __init__(self, settings: Settings, keyring: KeyRing) -> None:
+        server, port, health = build_server(
+            settings, [SERVICE_NAME], allowed_callers=ALLOWED_CALLERS
+        )
+        super().__init__(server, port, health, [SERVICE_NAME])
+        self.settings = settings
+        self.keyring = keyring
+        self.presets = PresetCatalog()
+        self.servicer = SettingsServicer(self.presets, keyring, settings.allowed_base_url_hosts)
+        settings_pb2_grpc.add_SettingsServiceServicer_to_server(self.servicer, server)
+        self.pool: asyncpg.Pool | None = None
+        self._changes: ChangePublisher | None = None
+        self._reloader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.pool = await create_pool(self.settings)
+        try:
+            await migrate(self.pool, self.keyring, self.presets, self.settings.batch_size)
+        except BaseException:
+            await self.pool.close()
+            raise
+        self._changes = ChangePublisher(
+            aioredis.Redis.from_url(self.settings.redis_url), self.settings.settings_changed_channel
+        )
+        self.servicer.bind(ConfigStore(self.pool), self._changes)
+        self._reloader = asyncio.create_task(self._reload_presets_periodically())
+        await super().start()
+        log.info("settings-svc listening on port %d", self.port)
+
+    async def reload_presets(self) -> None:
+        """Re-read provider presets (operators: SIGHUP, or wait `presets_reload_seconds`).
+
+        A failure keeps the presets already loaded: the service goes on answering.
+        """
+        if self.pool is None:
+            return
+        try:
+            await self.presets.reload(self.pool)
+        except Exception as err:
+            log.warning("could not reload presets (keeping the old ones): %s", type(err).__name__)
+            return
+        log.info("reloaded %d provider presets", len(self.presets.all()))
+
+    async def _reload_presets_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.presets_reload_seconds)
+            await self.reload_presets()
+
+    async def stop(self, grace: float | None) -> None:
+        await super().stop(grace)
+        if self._reloader is not None:
+            self._reloader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reloader
+        if self._changes is not None:
+            await self._changes.close()
+        if self.pool is not None:
+            await self.pool.close()
+
+
+def create_server(settings: Settings) -> SettingsServer:
+    """Build the server; fails at once without a usable encryption key (outside development)."""
+    return SettingsServer(settings, KeyRing.from_settings(settings))
