@@ -1,0 +1,63 @@
+"""billing-svc settings: every field is read from the environment with the prefix BILLING_SVC_."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from svc_common import usage_events
+from svc_common.config import ServiceSettings
+
+
+def _default_consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="BILLING_SVC_", extra="ignore")
+
+    # SecretStr: a URL may carry a password. Defaults are the local development servers.
+    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/postgres")
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    db_pool_size: int = Field(default=10, ge=2)
+
+    # The usage stream and its consumer group; every billing-svc replica joins the same group.
+    usage_stream: str = usage_events.STREAM
+    consumer_group: str = usage_events.CONSUMER_GROUP
+    # Unique per process: a restarted process is a new consumer, its predecessor's pending
+    # entries are claimed by whichever replica sees them idle past claim_idle_ms.
+    consumer_name: str = Field(default_factory=_default_consumer_name)
+    dead_letter_stream: str = usage_events.DEAD_LETTER_STREAM
+    # Above the worst time a batch can take, or live consumers' entries get claimed (harmless:
+    # applying twice changes nothing, but it is wasted work).
+    claim_idle_ms: int = Field(default=30_000, ge=1)
+    claim_interval_s: float = Field(default=5.0, gt=0)
+    # Deliveries (reads, re-reads and claims) after which an entry goes to the dead-letter stream.
+    max_deliveries: int = Field(default=5, ge=1)
+    batch_size: int = Field(default=500, ge=1)
+    block_ms: int = Field(default=1_000, ge=1)
+    trim_interval_s: float = Field(default=60.0, gt=0)
+    # Run the usage consumer and the hold sweeper in this process (off: gRPC only).
+    run_consumer: bool = True
+
+    # Holds not settled by a usage event within this time are returned to the account.
+    hold_ttl_s: int = Field(default=600, ge=1)
+    sweep_interval_s: float = Field(default=10.0, gt=0)
+    # Operators edit billing.prices with SQL; a change takes effect within this many seconds.
+    price_cache_s: float = Field(default=5.0, ge=0)
+
+    # Credited once to every new account (ledger grant "welcome:<user>"); 0 = none.
+    starting_balance_micros: int = Field(default=0, ge=0)
+    # Service identities allowed to call Grant (comma-separated in the environment).
+    grant_services: Annotated[frozenset[str], NoDecode] = frozenset({"operator"})
+
+    @field_validator("grant_services", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(name.strip() for name in value.split(",") if name.strip())
+        return value

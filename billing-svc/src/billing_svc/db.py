@@ -1,0 +1,72 @@
+"""The Postgres side: the connection pool, migrations of schema `billing`, and which errors pass."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import asyncpg
+
+from svc_common.migrations import apply_migrations
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "billing"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+# Errors after which the same work may succeed later: the server went away, restarts, is
+# overloaded, or aborted the transaction to break a deadlock. Anything else is about the data.
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.TransactionRollbackError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    # asyncpg's client-side DataError (a value that cannot be encoded) is an InterfaceError too.
+    if isinstance(exc, asyncpg.exceptions._base.DataError):
+        return False
+    return isinstance(exc, TRANSIENT_DB_ERRORS)
+
+
+async def migrate(database_url: str) -> list[str]:
+    conn = await connect_with_retry(database_url)
+    try:
+        return await apply_migrations(conn, SCHEMA, MIGRATIONS)
+    finally:
+        await conn.close()
+
+
+async def connect_with_retry(database_url: str, attempts: int = 20) -> asyncpg.Connection:
+    """One connection, waiting for a Postgres that is still starting (up to ~30 s)."""
+    delay = 0.1
+    for attempt in range(1, attempts + 1):
+        try:
+            return await asyncpg.connect(database_url, timeout=10)
+        except TRANSIENT_DB_ERRORS as exc:
+            if attempt == attempts:
+                raise
+            log.warning("postgres not reachable (%s); retrying in %.1fs", type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 3.0)
+    raise AssertionError("unreachable")
+
+
+async def create_pool(database_url: str, size: int) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        database_url,
+        min_size=1,
+        max_size=size,
+        timeout=10,
+        command_timeout=30,
+        # A broken connection (Postgres restarted) is replaced on the next acquire.
+        max_inactive_connection_lifetime=300,
+    )
+    assert pool is not None
+    return pool

@@ -1,0 +1,145 @@
+"""The price table (billing.prices) and the cost of a usage in integer micro-credits.
+
+Prices are read from Postgres and cached for `price_cache_s` seconds, so an operator's UPDATE on
+billing.prices takes effect within that time without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import asyncpg
+
+MICROS_PER_CREDIT = 1_000_000
+
+INPUT_TOKEN = "input_token"
+OUTPUT_TOKEN = "output_token"
+IMAGE = "image"
+
+
+class UnknownPrice(LookupError):
+    """No price for a unit the usage needs; the message says which, in a user's words."""
+
+
+@dataclass(frozen=True, slots=True)
+class Units:
+    """Units of one usage (or the worst case a Reserve holds for)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    images: int = 0
+    image_size: str = ""
+    image_quality: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UnitPrice:
+    price_micros: int
+    per_units: int
+
+    def cost(self, units: int) -> int:
+        # ceil(units * price / per) in integers: a fraction of a micro-credit is charged as one.
+        return -(-units * self.price_micros // self.per_units)
+
+
+# (unit, image_size, image_quality) -> price, for one provider and model.
+ModelPrices = Mapping[tuple[str, str, str], UnitPrice]
+
+
+def format_credits(micros: int) -> str:
+    """Micro-credits as credits for people, without floats: 1500000 -> "1.5"."""
+    sign = "-" if micros < 0 else ""
+    whole, frac = divmod(abs(micros), MICROS_PER_CREDIT)
+    text = f"{whole}.{frac:06d}".rstrip("0").rstrip(".")
+    return f"{sign}{text}"
+
+
+class PriceTable:
+    """An immutable snapshot of billing.prices."""
+
+    def __init__(self, models: Mapping[tuple[str, str], ModelPrices]) -> None:
+        self._models = models
+
+    @classmethod
+    def from_rows(cls, rows: list[asyncpg.Record]) -> PriceTable:
+        models: dict[tuple[str, str], dict[tuple[str, str, str], UnitPrice]] = {}
+        for row in rows:
+            model = models.setdefault((row["provider"], row["model"]), {})
+            key = (row["unit"], row["image_size"], row["image_quality"])
+            model[key] = UnitPrice(row["price_micros"], row["per_units"])
+        return cls(models)
+
+    def has_model(self, provider: str, model: str) -> bool:
+        return (provider, model) in self._models
+
+    def cost(self, provider: str, model: str, units: Units) -> int:
+        """The cost of `units` in micro-credits; raises UnknownPrice for a unit without a price."""
+        prices = self._models.get((provider, model))
+        if prices is None:
+            raise UnknownPrice(
+                f"no price for {provider}/{model}; member mode is not available for it"
+            )
+        total = 0
+        for unit, count in ((INPUT_TOKEN, units.input_tokens), (OUTPUT_TOKEN, units.output_tokens)):
+            if count:
+                price = prices.get((unit, "", ""))
+                if price is None:
+                    raise UnknownPrice(
+                        f"no {unit} price for {provider}/{model};"
+                        " member mode is not available for it"
+                    )
+                total += price.cost(count)
+        if units.images:
+            price = _image_price(prices, units.image_size, units.image_quality)
+            if price is None:
+                raise UnknownPrice(
+                    f"no image price for {provider}/{model} at size"
+                    f" {units.image_size or '(none)'!r} and quality"
+                    f" {units.image_quality or '(none)'!r}; member mode is not available for it"
+                )
+            total += price.cost(units.images)
+        return total
+
+
+def _image_price(prices: ModelPrices, size: str, quality: str) -> UnitPrice | None:
+    # The most specific row wins; '' in the table stands for any size or quality.
+    for key in ((IMAGE, size, quality), (IMAGE, size, ""), (IMAGE, "", quality), (IMAGE, "", "")):
+        price = prices.get(key)
+        if price is not None:
+            return price
+    return None
+
+
+class PriceBook:
+    """billing.prices, re-read at most every `max_age_s` seconds (0: on every call)."""
+
+    def __init__(self, max_age_s: float) -> None:
+        self._max_age_s = max_age_s
+        self._table: PriceTable | None = None
+        self._loaded_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def current(self, pool: asyncpg.Pool | asyncpg.Connection) -> PriceTable:
+        if self._fresh():
+            assert self._table is not None
+            return self._table
+        async with self._lock:
+            if not self._fresh():
+                rows = await pool.fetch(
+                    "SELECT provider, model, unit, image_size, image_quality, price_micros,"
+                    " per_units FROM billing.prices"
+                )
+                self._table = PriceTable.from_rows(rows)
+                self._loaded_at = time.monotonic()
+            assert self._table is not None
+            return self._table
+
+    def _fresh(self) -> bool:
+        return (
+            self._table is not None
+            and self._max_age_s > 0
+            and time.monotonic() - self._loaded_at < self._max_age_s
+        )

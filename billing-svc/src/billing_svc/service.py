@@ -1,0 +1,149 @@
+"""billing.v1.BillingService: holds, balances, usage totals and operator grants."""
+
+from __future__ import annotations
+
+import asyncpg
+import grpc
+
+from billing_svc import accounts
+from billing_svc.config import Settings
+from billing_svc.prices import PriceBook, Units, UnknownPrice
+from grpc_stubs.billing.v1 import billing_pb2, billing_pb2_grpc
+from grpc_stubs.common.v1 import common_pb2
+from svc_common.auth import caller
+from svc_common.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+
+BACKEND_TYPE_NAMES = {
+    common_pb2.BACKEND_TYPE_TEXT: "text",
+    common_pb2.BACKEND_TYPE_MULTIMODAL: "multimodal",
+    common_pb2.BACKEND_TYPE_IMAGE: "image",
+}
+BACKEND_TYPE_VALUES = {name: value for value, name in BACKEND_TYPE_NAMES.items()}
+MODE_VALUES = {"member": common_pb2.MODE_MEMBER, "byok": common_pb2.MODE_BYOK}
+
+
+class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, prices: PriceBook) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._prices = prices
+
+    async def Reserve(
+        self, request: billing_pb2.ReserveRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.ReserveResponse:
+        user_id = caller(context).require_user()
+        if not request.request_id:
+            raise InvalidArgument(
+                "request_id is required (it makes Reserve idempotent)", param="request_id"
+            )
+        backend_type = BACKEND_TYPE_NAMES.get(request.backend_type)
+        if backend_type is None:
+            raise InvalidArgument("backend_type is required", param="backend_type")
+        if not request.provider or not request.model:
+            raise InvalidArgument("provider and model are required", param="model")
+        worst = request.worst_case
+        if min(worst.input_tokens, worst.output_tokens, worst.images) < 0:
+            raise InvalidArgument("worst_case units must not be negative", param="worst_case")
+        prices = await self._prices.current(self._pool)
+        try:
+            amount = prices.cost(
+                request.provider,
+                request.model,
+                Units(
+                    input_tokens=worst.input_tokens,
+                    output_tokens=worst.output_tokens,
+                    images=worst.images,
+                    image_size=worst.image_size,
+                    image_quality=worst.image_quality,
+                ),
+            )
+        except UnknownPrice as exc:
+            raise FailedPrecondition(str(exc), param="model") from None
+        hold = await accounts.reserve(
+            self._pool,
+            user_id=user_id,
+            request_id=request.request_id,
+            backend_type=backend_type,
+            provider=request.provider,
+            model=request.model,
+            amount_micros=amount,
+            ttl_s=self._settings.hold_ttl_s,
+            starting_balance_micros=self._settings.starting_balance_micros,
+        )
+        return billing_pb2.ReserveResponse(
+            hold_id=hold.hold_id,
+            amount_micros=hold.amount_micros,
+            balance_micros=hold.balance_micros,
+            expires_at=hold.expires_at,
+        )
+
+    async def Release(
+        self, request: billing_pb2.ReleaseRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.ReleaseResponse:
+        user_id = caller(context).require_user()
+        if not request.hold_id:
+            raise InvalidArgument("hold_id is required", param="hold_id")
+        available = await accounts.release(self._pool, user_id=user_id, hold_id=request.hold_id)
+        return billing_pb2.ReleaseResponse(balance_micros=available)
+
+    async def GetBalance(
+        self, request: billing_pb2.GetBalanceRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.Balance:
+        user_id = caller(context).require_user()
+        available, held = await accounts.balance(
+            self._pool,
+            user_id=user_id,
+            starting_balance_micros=self._settings.starting_balance_micros,
+        )
+        return billing_pb2.Balance(balance_micros=available, held_micros=held)
+
+    async def ListUsage(
+        self, request: billing_pb2.ListUsageRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.ListUsageResponse:
+        user_id = caller(context).require_user()
+        if request.from_unix < 0 or request.to_unix < 0:
+            raise InvalidArgument("from_unix and to_unix must not be negative", param="from_unix")
+        totals = await accounts.list_usage(
+            self._pool,
+            user_id=user_id,
+            backend_type=BACKEND_TYPE_NAMES.get(request.backend_type),
+            from_unix=request.from_unix or None,
+            to_unix=request.to_unix or None,
+        )
+        return billing_pb2.ListUsageResponse(
+            totals=[
+                billing_pb2.UsageTotal(
+                    backend_type=BACKEND_TYPE_VALUES.get(
+                        t.backend_type, common_pb2.BACKEND_TYPE_UNSPECIFIED
+                    ),
+                    provider=t.provider,
+                    model=t.model,
+                    mode=MODE_VALUES.get(t.mode, common_pb2.MODE_UNSPECIFIED),
+                    requests=t.requests,
+                    input_tokens=t.input_tokens,
+                    output_tokens=t.output_tokens,
+                    images=t.images,
+                    cost_micros=t.cost_micros,
+                )
+                for t in totals
+            ]
+        )
+
+    async def Grant(
+        self, request: billing_pb2.GrantRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.GrantResponse:
+        who = caller(context)
+        if who.service not in self._settings.grant_services:
+            raise PermissionDenied(
+                f"service {who.service!r} may not grant credits; only operators can"
+            )
+        async with self._pool.acquire() as conn:
+            available = await accounts.grant(
+                conn,
+                user_id=request.user_id,
+                amount_micros=request.amount_micros,
+                grant_id=request.grant_id,
+                reason=request.reason,
+                starting_balance_micros=self._settings.starting_balance_micros,
+            )
+        return billing_pb2.GrantResponse(balance_micros=available)
