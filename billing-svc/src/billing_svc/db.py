@@ -22,6 +22,9 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    # A connection killed mid-statement can leave asyncpg's protocol state confused; the pool
+    # discards that connection on release, and the retry runs on a fresh one.
+    asyncpg.InternalClientError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.TransactionRollbackError,
