@@ -18,6 +18,13 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+# pytest's importlib mode would otherwise bind these names to the same-named project folders
+# (gateway/, devstack/) rather than to the packages inside them.
+import devstack
+import gateway
+
+del devstack, gateway
+
 _ENV_PREFIXES = (
     "GATEWAY_", "TEXT_SVC_", "SETTINGS_SVC_", "BILLING_SVC_", "MULTIMODAL_SVC_", "IMAGE_SVC_",
     "OPENAI_", "ANTHROPIC_", "OTEL_", "OLLAMA_",

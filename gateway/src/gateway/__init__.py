@@ -1,0 +1,1 @@
+"""The HTTP gateway: authenticates users, validates requests, routes them over gRPC."""

@@ -1,0 +1,244 @@
+"""The HTTP API's JSON shapes as pydantic models.
+
+Settings bodies are validated with these. The chat completion body is validated by hand
+(gateway.chat: the hot path) and these models only describe it in OpenAPI; responses are
+rendered with orjson and described here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag
+
+BackendTypeName = Literal["text", "multimodal", "image"]
+ModeName = Literal["member", "byok"]
+
+
+# ---- chat completions (OpenAPI description only) ----
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+    name: str | None = None
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI's chat completion body. Unknown fields are ignored; images go to multimodal."""
+
+    model: str | None = Field(None, description="Empty: the model of your text config")
+    messages: list[ChatMessage] = Field(min_length=1)
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    n: Literal[1] | None = None
+    stream: bool | None = None
+    stream_options: StreamOptions | None = Field(None, description="Only with stream: true")
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str
+
+
+class Choice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: str
+    logprobs: None = None
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: CompletionUsage
+    system_fingerprint: None = None
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelCard]
+
+
+class ProviderStatus(BaseModel):
+    ok: bool
+    provider: str
+    model: str
+    detail: str = Field(description="What failed, in words you can act on")
+    latency_ms: int
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    code: str | None
+    param: str | None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+# ---- settings ----
+
+
+class ApiKeyInfo(BaseModel):
+    is_set: bool
+    hint: str = Field(description="The key's last four characters; the key itself is never shown")
+    fingerprint: str
+    provider: str
+
+
+class BackendConfig(BaseModel):
+    backend_type: BackendTypeName
+    provider: str
+    model: str
+    temperature: float | None
+    mode: ModeName | None
+    options: dict[str, str]
+    base_url: str
+    version: int = Field(description="0: never saved. Send it back (or If-Match) to update safely")
+    api_key: ApiKeyInfo
+    updated_at: str | None = Field(description="ISO-8601, UTC; null when never saved")
+
+
+class AllConfigs(BaseModel):
+    text: BackendConfig
+    multimodal: BackendConfig
+    image: BackendConfig
+
+
+class ConfigUpdate(BaseModel):
+    """A backend type's config. It replaces the stored one; an api_key given here is stored too."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    provider: str = ""
+    model: str = ""
+    temperature: float | None = None
+    mode: ModeName | None = None
+    options: dict[str, str] = Field(default_factory=dict)
+    base_url: str = ""
+    version: int | None = Field(
+        None, description="The version you last read; a newer stored version answers 409"
+    )
+    api_key: SecretStr | None = Field(None, description="Write-only")
+
+
+class LegacyConfigUpdate(ConfigUpdate):
+    """The single-config body of the first API version: the text config."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+class AllConfigsUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    text: ConfigUpdate | None = None
+    multimodal: ConfigUpdate | None = None
+    image: ConfigUpdate | None = None
+
+
+def _update_shape(body: Any) -> str:
+    if isinstance(body, dict) and body and set(body) <= {"text", "multimodal", "image"}:
+        return "tag:all-configs"
+    return "tag:single-config"
+
+
+LlmSettingsUpdate = Annotated[
+    # Tags start with "tag:" so that error locations can leave them out (gateway.errors).
+    Annotated[AllConfigsUpdate, Tag("tag:all-configs")]
+    | Annotated[LegacyConfigUpdate, Tag("tag:single-config")],
+    Discriminator(_update_shape),
+]
+
+
+class ApiKeyUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    api_key: SecretStr = Field(min_length=1, description="Write-only")
+    provider: str = Field("", description="Empty: the provider of the current config")
+
+
+class Preset(BaseModel):
+    provider: str
+    backend_type: BackendTypeName
+    display_name: str
+    api_style: str
+    models: list[str]
+    default_model: str
+    temperature_min: float
+    temperature_max: float
+    default_temperature: float
+    member_allowed: bool
+    user_base_url_allowed: bool
+    default_base_url: str
+
+
+class PresetList(BaseModel):
+    presets: list[Preset]
+
+
+# ---- billing ----
+
+
+class Balance(BaseModel):
+    balance_micros: int = Field(description="Available micro-credits: total less open holds")
+    held_micros: int
+    balance: str = Field(description="Available credits as a decimal string, e.g. '4.250000'")
+
+
+class UsageTotal(BaseModel):
+    backend_type: BackendTypeName
+    provider: str
+    model: str
+    mode: ModeName | None
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    images: int
+    cost_micros: int
+
+
+class BackendTypeUsage(BaseModel):
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    images: int
+    cost_micros: int
+
+
+class Usage(BaseModel):
+    totals: list[UsageTotal] = Field(description="Per backend type, provider, model and mode")
+    by_backend_type: dict[BackendTypeName, BackendTypeUsage]

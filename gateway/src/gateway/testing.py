@@ -1,0 +1,66 @@
+"""Run the gateway in-process on a free port, for tests:
+
+    async with serve_gateway(settings) as base_url:   # e.g. "http://127.0.0.1:54321"
+        ...
+
+Real uvicorn, real sockets, the app's lifespan (its gRPC channels) included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.config import Settings
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that says when it is listening and leaves the process's signals alone."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.listening.set()
+
+
+@contextlib.asynccontextmanager
+async def serve_gateway(settings: Settings, *, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """The base URL of a gateway built from `settings`, listening on a free port until exit."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(settings),
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+    server = _EmbeddedServer(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    listening = asyncio.create_task(server.listening.wait())
+    await asyncio.wait({serving, listening}, return_when=asyncio.FIRST_COMPLETED)
+    if not server.listening.is_set():
+        listening.cancel()
+        sock.close()
+        await serving  # raises why startup failed
+        raise RuntimeError("the gateway stopped during startup")
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        await serving
+        sock.close()
