@@ -166,7 +166,7 @@ async def test_a_planted_key_never_reaches_logs_spans_or_the_database(platform: 
     from svc_common.logging import JsonFormatter
     from svc_common.telemetry import add_span_processor, setup_tracing
 
-    setup_tracing("tests")
+    setup_tracing("tests", force=True)
     spans = InMemorySpanExporter()
     add_span_processor(SimpleSpanProcessor(spans))
     planted = "sk-planted-secret-key-" + "z" * 20

@@ -17,9 +17,21 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 _installed = False
 
 
-def setup_tracing(service_name: str, exporter: SpanExporter | None = None) -> None:
-    """Install the process's tracer provider once (later calls only add an exporter)."""
+def tracing_configured() -> bool:
+    return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+
+def setup_tracing(
+    service_name: str, exporter: SpanExporter | None = None, *, force: bool = False
+) -> None:
+    """Install the process's tracer provider once (later calls only add an exporter).
+
+    Services call this only when tracing_configured(): without a provider OpenTelemetry's API
+    stays a no-op, which keeps span bookkeeping off the hot path when nothing would export it.
+    """
     global _installed
+    if not (force or exporter is not None or tracing_configured()):
+        return
     provider = trace.get_tracer_provider()
     if not _installed:
         provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
