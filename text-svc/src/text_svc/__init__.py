@@ -1,0 +1,1 @@
+"""text-svc: chat completions over gRPC against OpenAI, Anthropic and OpenAI-compatible servers."""

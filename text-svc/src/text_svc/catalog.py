@@ -1,0 +1,66 @@
+"""The models a caller may name (ListModels) and the live connection check (CheckStatus).
+
+Live lists are cached per (api style, base URL, key hash) for a minute. For OpenAI and Anthropic
+a request may name only the configured models (they are what is priced and offered), so the live
+list only narrows them to those the key can reach; for servers whose models the user chooses
+(OpenAI-compatible, Ollama) the live list is what the server offers and is listed in full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from text_svc.config_source import TextConfig
+from text_svc.plan import USER_CHOSEN_MODELS
+from text_svc.providers import ProviderClients, client_key
+from text_svc.providers.base import Endpoint, ModelInfo, ProviderError
+
+log = logging.getLogger(__name__)
+
+LIVE_LIST_TTL_S = 60.0
+
+
+class ModelCatalog:
+    def __init__(self, clients: ProviderClients, max_entries: int = 1024) -> None:
+        self._clients = clients
+        self._max = max_entries
+        self._live: dict[tuple[str, str, str], tuple[float, list[ModelInfo]]] = {}
+
+    async def models(
+        self, config: TextConfig, endpoint: Endpoint, timeout_s: float
+    ) -> list[ModelInfo]:
+        owner = config.provider
+        configured = [ModelInfo(m, owner) for m in (config.models or (config.model,)) if m]
+        try:
+            live = await self._live_list(endpoint, timeout_s)
+        except (ProviderError, TimeoutError) as err:
+            log.info("live model list of %s unavailable (%s); listing configured", owner, err)
+            return configured
+        if config.api_style in USER_CHOSEN_MODELS:
+            seen = {m.id for m in configured}
+            return configured + [m for m in live if m.id not in seen]
+        reachable = {m.id for m in live}
+        narrowed = [m for m in configured if m.id in reachable]
+        return narrowed or configured
+
+    async def _live_list(self, endpoint: Endpoint, timeout_s: float) -> list[ModelInfo]:
+        key = client_key(endpoint)
+        hit = self._live.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        models = await self.list_now(endpoint, timeout_s)
+        if len(self._live) >= self._max:
+            self._live.clear()
+        self._live[key] = (time.monotonic() + LIVE_LIST_TTL_S, models)
+        return models
+
+    async def list_now(self, endpoint: Endpoint, timeout_s: float) -> list[ModelInfo]:
+        """The provider's live list, uncached (also the connection check)."""
+        lease = self._clients.acquire(endpoint)
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await lease.adapter.list_models()
+        finally:
+            self._clients.release(lease)

@@ -1,0 +1,160 @@
+"""Anthropic's Messages API via the official SDK."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any
+
+import aiohttp
+import anthropic
+import httpx2  # the SDK's HTTP layer: transport errors mid-stream surface as its exceptions
+
+from text_svc.providers.base import (
+    ChatCall,
+    Completion,
+    Delta,
+    Endpoint,
+    Failure,
+    Finish,
+    ModelInfo,
+    ProviderError,
+    TokenUsage,
+    refused,
+    status_error,
+)
+from text_svc.providers.http import JsonClient
+
+ANTHROPIC_VERSION = "2023-06-01"
+_FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "refusal": "content_filter",
+}
+# Error types Anthropic sends inside a 200 stream, by what they mean for a retry.
+_STREAM_ERRORS = {
+    "overloaded_error": Failure.UNAVAILABLE,
+    "rate_limit_error": Failure.RATE_LIMITED,
+    "api_error": Failure.ERROR,
+}
+
+
+class AnthropicAdapter:
+    """Streams through the SDK; whole answers and model lists as plain JSON (see .http)."""
+
+    def __init__(
+        self, endpoint: Endpoint, timeout: anthropic.Timeout, http_timeout: aiohttp.ClientTimeout
+    ) -> None:
+        headers = {"x-api-key": endpoint.api_key, "anthropic-version": ANTHROPIC_VERSION}
+        self._http = JsonClient(endpoint.base_url, headers, http_timeout)
+        self._client = anthropic.AsyncAnthropic(
+            api_key=endpoint.api_key,
+            base_url=endpoint.base_url,
+            max_retries=0,  # retries are text_svc.generation's, before the first byte only
+            timeout=timeout,
+            http_client=anthropic.DefaultAioHttpClient(timeout=timeout),
+        )
+
+    @staticmethod
+    def _params(call: ChatCall) -> dict[str, Any]:
+        system = "\n\n".join(m.content for m in call.messages if m.role == "system")
+        params: dict[str, Any] = {
+            "model": call.model,
+            "messages": [
+                {"role": m.role, "content": m.content} for m in call.messages if m.role != "system"
+            ],
+            # Required by Anthropic; text_svc.validation always sets it for this provider.
+            "max_tokens": call.max_tokens,
+        }
+        if system:
+            params["system"] = system
+        if call.temperature is not None:
+            params["temperature"] = call.temperature
+        if call.top_p is not None:
+            params["top_p"] = call.top_p
+        if call.stop:
+            params["stop_sequences"] = list(call.stop)
+        return params
+
+    async def complete(self, call: ChatCall) -> Completion:
+        message = await self._http.post("/v1/messages", self._params(call))
+        try:
+            usage = message["usage"]
+            return Completion(
+                text="".join(
+                    block["text"] for block in message["content"] if block.get("type") == "text"
+                ),
+                finish_reason=_FINISH_REASONS.get(message.get("stop_reason") or "end_turn", "stop"),
+                usage=TokenUsage(usage["input_tokens"], usage["output_tokens"]),
+            )
+        except (KeyError, TypeError, AttributeError):
+            raise ProviderError(Failure.ERROR, "the answer was not a message") from None
+
+    async def stream(self, call: ChatCall) -> AsyncGenerator[Delta | Finish, None]:
+        params = self._params(call)
+        # This SDK version has no sampling keywords; the API still takes them in the body.
+        sampling = {k: params.pop(k) for k in ("temperature", "top_p") if k in params}
+        try:
+            events = await self._client.messages.create(
+                **params, stream=True, extra_body=sampling or None
+            )
+        except (anthropic.APIError, httpx2.HTTPError) as err:
+            raise _provider_error(err) from None
+        input_tokens: int | None = None
+        output_tokens = 0  # cumulative in each message_delta: the last one counts
+        stop_reason: str | None = None
+        finished = False
+        try:
+            async for event in events:
+                if event.type == "content_block_delta":
+                    if event.delta.type == "text_delta" and event.delta.text:
+                        yield Delta(event.delta.text)
+                elif event.type == "message_start":
+                    input_tokens = event.message.usage.input_tokens
+                    output_tokens = event.message.usage.output_tokens or 0
+                elif event.type == "message_delta":
+                    output_tokens = event.usage.output_tokens
+                    stop_reason = event.delta.stop_reason or stop_reason
+                elif event.type == "message_stop":
+                    finished = True
+        except (anthropic.APIError, httpx2.HTTPError) as err:
+            raise _provider_error(err, mid_stream=True) from None
+        finally:
+            await events.close()  # on early exit too: closes the upstream connection
+        if not finished:
+            raise ProviderError(Failure.ERROR, "the stream ended before the answer was complete")
+        usage = TokenUsage(input_tokens, output_tokens) if input_tokens is not None else None
+        yield Finish(_FINISH_REASONS.get(stop_reason or "end_turn", "stop"), usage)
+
+    async def list_models(self) -> list[ModelInfo]:
+        page = await self._http.get("/v1/models?limit=1000")
+        return [
+            ModelInfo(m["id"], "anthropic")
+            for m in page.get("data", [])
+            if isinstance(m, dict) and m.get("id")
+        ]
+
+    async def aclose(self) -> None:
+        await self._client.close()
+        await self._http.aclose()
+
+
+def _provider_error(err: Exception, *, mid_stream: bool = False) -> ProviderError:
+    if isinstance(err, anthropic.APITimeoutError | httpx2.TimeoutException) and not refused(err):
+        return ProviderError(Failure.TIMEOUT, "no answer in time")
+    if isinstance(err, anthropic.APIConnectionError | httpx2.HTTPError):
+        if mid_stream:
+            return ProviderError(Failure.ERROR, "the connection broke mid-answer")
+        return ProviderError(Failure.UNAVAILABLE, "could not reach the server")
+    if isinstance(err, anthropic.APIStatusError):
+        body = err.body if isinstance(err.body, Mapping) else {}
+        if err.status_code == 200:  # an `error` event inside the stream
+            kind = str(body.get("type"))
+            failure = _STREAM_ERRORS.get(kind, Failure.ERROR)
+            named = kind if kind in _STREAM_ERRORS else "an error"
+            return ProviderError(failure, f"the provider reported {named}")
+        message = body.get("message")
+        return status_error(
+            err.status_code, err.response.headers, message if isinstance(message, str) else ""
+        )
+    return ProviderError(Failure.ERROR, "the provider reported an error mid-answer")

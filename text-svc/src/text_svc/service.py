@@ -1,0 +1,272 @@
+"""The text.v1.TextService servicer: one method per RPC, each a short story of
+resolve config → plan → hold → call the provider → usage event."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+
+from grpc_stubs.common.v1 import common_pb2
+from grpc_stubs.text.v1 import text_pb2, text_pb2_grpc
+from svc_common.auth import Caller, caller
+from svc_common.errors import ServiceError
+from text_svc.catalog import ModelCatalog
+from text_svc.config import Settings
+from text_svc.config_source import ConfigSource
+from text_svc.generation import Upstream, UpstreamStream, service_error
+from text_svc.metering import NO_BALANCE, Metering, UsageRecord
+from text_svc.plan import Plan, Route, endpoint_for, plan_generation, request_id_for
+from text_svc.providers.base import Delta, ProviderError
+
+log = logging.getLogger(__name__)
+
+# Leave this much of the caller's deadline to report our own timeout before theirs fires.
+_DEADLINE_MARGIN_S = 0.05
+
+
+class TextService(text_pb2_grpc.TextServiceServicer):
+    def __init__(
+        self,
+        settings: Settings,
+        configs: ConfigSource,
+        upstream: Upstream,
+        metering: Metering,
+        catalog: ModelCatalog,
+    ) -> None:
+        self._settings = settings
+        self._configs = configs
+        self._upstream = upstream
+        self._metering = metering
+        self._catalog = catalog
+        self._streams: set[_StreamRun] = set()  # in flight, for shutdown
+        self._cleanups: set[asyncio.Task[None]] = set()
+
+    async def Generate(
+        self, request: text_pb2.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> text_pb2.GenerateResponse:
+        who, plan, deadline = await self._prepare(request, context)
+        hold = await self._metering.reserve(who, plan, self._internal_timeout(deadline))
+        record = UsageRecord(who, plan, hold)
+        outcome = "error"
+        try:
+            route, completion = await self._upstream.complete(plan, deadline)
+            record.provider, record.model = route.provider, route.model
+            if completion.usage is not None:
+                record.usage = completion.usage
+            else:
+                record.add_delta(completion.text)
+            outcome = "success"
+        except asyncio.CancelledError:
+            outcome = "client_disconnect"
+            raise
+        finally:
+            self._metering.finish(record, outcome)
+        units = record.units()
+        return text_pb2.GenerateResponse(
+            id=plan.request_id,
+            model=record.model,
+            provider=record.provider,
+            content=completion.text,
+            finish_reason=completion.finish_reason,
+            usage=common_pb2.Usage(
+                input_tokens=units.input_tokens, output_tokens=units.output_tokens
+            ),
+            created=int(time.time()),
+            balance_micros=hold.balance_micros if hold else NO_BALANCE,
+        )
+
+    async def GenerateStream(
+        self, request: text_pb2.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[text_pb2.GenerateStreamResponse]:
+        who, plan, deadline = await self._prepare(request, context)
+        hold = await self._metering.reserve(who, plan, self._internal_timeout(deadline))
+        run = _StreamRun(self._metering, UsageRecord(who, plan, hold), self._streams)
+        context.add_done_callback(lambda _: self._end_if_abandoned(run))
+        outcome = "client_disconnect"  # unless the stream ends otherwise below
+        try:
+            try:
+                run.stream = await self._upstream.open_stream(plan, deadline)
+            except ServiceError:
+                outcome = "error"
+                raise
+            record = run.record
+            record.provider, record.model = run.stream.route.provider, run.stream.route.model
+            yield run.suspended(
+                text_pb2.GenerateStreamResponse(
+                    start=text_pb2.StreamStart(
+                        id=plan.request_id,
+                        model=record.model,
+                        provider=record.provider,
+                        created=int(time.time()),
+                        balance_micros=hold.balance_micros if hold else NO_BALANCE,
+                    )
+                )
+            )
+            run.resumed()
+            try:
+                async for event in run.stream:
+                    if isinstance(event, Delta):
+                        record.add_delta(event.text)
+                        yield run.suspended(
+                            text_pb2.GenerateStreamResponse(
+                                delta=text_pb2.StreamDelta(content=event.text)
+                            )
+                        )
+                        run.resumed()
+                    else:
+                        record.usage = event.usage
+                        units = record.units()
+                        outcome = "success"
+                        yield run.suspended(
+                            text_pb2.GenerateStreamResponse(
+                                finish=text_pb2.StreamFinish(
+                                    finish_reason=event.finish_reason,
+                                    usage=common_pb2.Usage(
+                                        input_tokens=units.input_tokens,
+                                        output_tokens=units.output_tokens,
+                                    ),
+                                )
+                            )
+                        )
+                        run.resumed()
+            except ProviderError as err:
+                # Output may have reached the caller: bill what was generated, never retry.
+                outcome = "upstream_error" if record.deltas else "error"
+                raise service_error(err, run.stream.route, plan.mode) from None
+        finally:
+            await run.end(outcome)
+
+    def _end_if_abandoned(self, run: _StreamRun) -> None:
+        # The RPC ended (cancelled) while the generator sat at a yield: grpc will not resume it,
+        # so close the upstream and publish usage now rather than whenever it is collected.
+        if run.at_yield and not run.ended:
+            task = asyncio.get_running_loop().create_task(run.end("client_disconnect"))
+            self._cleanups.add(task)
+            task.add_done_callback(self._cleanups.discard)
+
+    async def ListModels(
+        self, request: text_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> text_pb2.ListModelsResponse:
+        who = caller(context)
+        who.require_user()
+        deadline = _deadline(context)
+        config = await self._configs.resolve(who, self._internal_timeout(deadline))
+        endpoint = endpoint_for(config, self._settings)
+        models = await self._catalog.models(config, endpoint, self._list_timeout(deadline))
+        return text_pb2.ListModelsResponse(
+            models=[
+                text_pb2.Model(id=m.id, provider=config.provider, owned_by=m.owned_by)
+                for m in models
+            ]
+        )
+
+    async def CheckStatus(
+        self, request: text_pb2.CheckStatusRequest, context: grpc.aio.ServicerContext
+    ) -> text_pb2.CheckStatusResponse:
+        who = caller(context)
+        who.require_user()
+        deadline = _deadline(context)
+        config = await self._configs.resolve(who, self._internal_timeout(deadline))
+        response = text_pb2.CheckStatusResponse(provider=config.provider, model=config.model)
+        started = time.perf_counter()
+        try:
+            endpoint = endpoint_for(config, self._settings)
+            await self._catalog.list_now(endpoint, self._list_timeout(deadline))
+        except ServiceError as err:  # nothing to call: the config itself is incomplete
+            response.detail = err.message
+        except ProviderError as err:
+            route = Route(endpoint, config.model)
+            response.detail = service_error(err, route, config.mode).message
+        except TimeoutError:
+            response.detail = f"{config.provider} did not answer in time"
+        else:
+            response.ok = True
+        response.latency_ms = round((time.perf_counter() - started) * 1000)
+        return response
+
+    async def _prepare(
+        self, request: text_pb2.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> tuple[Caller, Plan, float]:
+        who = caller(context)
+        who.require_user()  # usage belongs to a user
+        request_id = request_id_for(request, who)
+        deadline = _deadline(context)
+        config = await self._configs.resolve(who, self._internal_timeout(deadline))
+        return who, plan_generation(request, config, self._settings, request_id), deadline
+
+    def _internal_timeout(self, deadline: float) -> float:
+        remaining = deadline - asyncio.get_running_loop().time()
+        return max(0.001, min(self._settings.internal_call_timeout_s, remaining))
+
+    def _list_timeout(self, deadline: float) -> float:
+        remaining = deadline - asyncio.get_running_loop().time()
+        s = self._settings
+        return max(0.001, min(s.upstream_connect_timeout_s + s.upstream_timeout_s, remaining))
+
+    async def drain(self, timeout_s: float) -> None:
+        """Shutdown, after the server stopped (every RPC ended or cancelled): end the streams
+        grpc abandoned at a yield, and wait for the others to finish their own clean-up."""
+        for run in list(self._streams):
+            self._end_if_abandoned(run)
+        waits = [asyncio.ensure_future(run.ended_event.wait()) for run in self._streams]
+        if waits:
+            _, late = await asyncio.wait(waits, timeout=timeout_s)
+            for wait in late:
+                wait.cancel()
+            if late:
+                log.error("%d streams did not end at shutdown", len(late))
+        if self._cleanups:
+            await asyncio.wait(set(self._cleanups), timeout=timeout_s)
+
+
+def _deadline(context: grpc.aio.ServicerContext) -> float:
+    """The caller's deadline on the event loop's clock (infinite when it set none)."""
+    remaining = context.time_remaining()
+    if remaining is None:
+        return math.inf
+    return asyncio.get_running_loop().time() + remaining - _DEADLINE_MARGIN_S
+
+
+class _StreamRun:
+    """One GenerateStream's upstream stream and usage record, ended exactly once: by the
+    generator's `finally`, or, if the RPC is cancelled while the generator waits at a yield
+    (where grpc never resumes it), by the RPC's done callback."""
+
+    __slots__ = ("_live", "_metering", "at_yield", "ended", "ended_event", "record", "stream")
+
+    def __init__(self, metering: Metering, record: UsageRecord, live: set[_StreamRun]) -> None:
+        self._metering = metering
+        self._live = live
+        self.record = record
+        self.stream: UpstreamStream | None = None
+        self.at_yield = False
+        self.ended = False
+        self.ended_event = asyncio.Event()
+        live.add(self)
+
+    def suspended(
+        self, message: text_pb2.GenerateStreamResponse
+    ) -> text_pb2.GenerateStreamResponse:
+        self.at_yield = True
+        return message
+
+    def resumed(self) -> None:
+        self.at_yield = False
+
+    async def end(self, outcome: str) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        # The record is final: publish first, so closing a slow upstream cannot delay the event.
+        self._metering.finish(self.record, outcome)
+        try:
+            if self.stream is not None:
+                await self.stream.aclose()
+        finally:
+            self._live.discard(self)
+            self.ended_event.set()
