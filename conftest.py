@@ -26,8 +26,16 @@ import gateway
 del devstack, gateway
 
 _ENV_PREFIXES = (
-    "GATEWAY_", "TEXT_SVC_", "SETTINGS_SVC_", "BILLING_SVC_", "MULTIMODAL_SVC_", "IMAGE_SVC_",
-    "OPENAI_", "ANTHROPIC_", "OTEL_", "OLLAMA_",
+    "GATEWAY_",
+    "TEXT_SVC_",
+    "SETTINGS_SVC_",
+    "BILLING_SVC_",
+    "MULTIMODAL_SVC_",
+    "IMAGE_SVC_",
+    "OPENAI_",
+    "ANTHROPIC_",
+    "OTEL_",
+    "OLLAMA_",
 )
 
 

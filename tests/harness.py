@@ -16,19 +16,19 @@ from typing import Any
 
 import grpc
 import openai
+
 from billing_svc.config import Settings as BillingSettings
 from billing_svc.server import create_server as create_billing
-from provider_stand_ins import StandIn
-from settings_svc.config import Settings as SettingsSettings
-from settings_svc.server import create_server as create_settings
-from text_svc.config import Settings as TextSettings
-from text_svc.server import create_server as create_text
-
 from gateway.auth import mint_token
 from gateway.config import Settings as GatewaySettings
 from gateway.testing import serve_gateway
 from grpc_stubs.billing.v1 import billing_pb2, billing_pb2_grpc
+from provider_stand_ins import StandIn
+from settings_svc.config import Settings as SettingsSettings
+from settings_svc.server import create_server as create_settings
 from svc_common.auth import mint_service_token, outgoing_metadata
+from text_svc.config import Settings as TextSettings
+from text_svc.server import create_server as create_text
 
 PLATFORM_OPENAI_KEY = "sk-platform-openai-0000000000000001"
 PLATFORM_ANTHROPIC_KEY = "sk-ant-platform-00000000000000002"
@@ -55,7 +55,9 @@ class Platform:
     def token(self, user: str, *, member: bool = True, ttl_s: int = 3600) -> str:
         return mint_token(self.jwt_secret, user, member=member, ttl_s=ttl_s)
 
-    def client(self, user: str, *, prefix: str = "/api/text-proxy/v1", **kwargs: Any) -> openai.AsyncOpenAI:
+    def client(
+        self, user: str, *, prefix: str = "/api/text-proxy/v1", **kwargs: Any
+    ) -> openai.AsyncOpenAI:
         """An official openai SDK client for `user`, closed when the platform stops."""
         kwargs.setdefault("max_retries", 0)
         kwargs.setdefault("api_key", self.token(user))

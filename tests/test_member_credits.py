@@ -23,7 +23,11 @@ async def ledger(database_url: str, query: str, *args: object) -> list[asyncpg.R
 
 
 async def charges_applied(database_url: str, user: str, count: int) -> bool:
-    rows = await ledger(database_url, "SELECT count(*) AS n FROM billing.ledger WHERE user_id = $1 AND kind = 'charge'", user)
+    rows = await ledger(
+        database_url,
+        "SELECT count(*) AS n FROM billing.ledger WHERE user_id = $1 AND kind = 'charge'",
+        user,
+    )
     return rows[0]["n"] >= count
 
 
@@ -41,18 +45,24 @@ async def hold_for_one_request(platform: Platform, database_url: str) -> int:
         model="gpt-4o-mini", messages=MESSAGES, max_tokens=100
     )
     assert int(raw.headers["x-credits-remaining"]) < 1_000_000
-    rows = await ledger(database_url, "SELECT amount_micros FROM billing.holds WHERE user_id = 'probe'")
+    rows = await ledger(
+        database_url, "SELECT amount_micros FROM billing.holds WHERE user_id = 'probe'"
+    )
     return rows[0]["amount_micros"]
 
 
 @pytest.fixture
 async def slow_platform(database_url: str, redis_url: str, redis_prefix: str):
     # Each answer takes ~1 s, so every request of a burst takes its hold before any settles.
-    async with running_platform(database_url, redis_url, redis_prefix, stand_in_knobs={"token_delay_s": 0.05}) as p:
+    async with running_platform(
+        database_url, redis_url, redis_prefix, stand_in_knobs={"token_delay_s": 0.05}
+    ) as p:
         yield p
 
 
-async def test_concurrent_requests_never_overspend(slow_platform: Platform, database_url: str) -> None:
+async def test_concurrent_requests_never_overspend(
+    slow_platform: Platform, database_url: str
+) -> None:
     platform = slow_platform
     hold = await hold_for_one_request(platform, database_url)
     platform.openai.reset()
@@ -61,7 +71,9 @@ async def test_concurrent_requests_never_overspend(slow_platform: Platform, data
 
     async def one() -> str:
         try:
-            await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=100)
+            await client.chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, max_tokens=100
+            )
             return "ok"
         except openai.APIStatusError as err:
             assert err.status_code == 402, err
@@ -73,12 +85,16 @@ async def test_concurrent_requests_never_overspend(slow_platform: Platform, data
     assert outcomes.count("ok") + outcomes.count("402") == 50
     assert platform.openai.stats["requests"] == outcomes.count("ok")
 
-    await eventually(lambda: charges_applied(database_url, "alice", outcomes.count("ok")), what="charges applied")
+    await eventually(
+        lambda: charges_applied(database_url, "alice", outcomes.count("ok")), what="charges applied"
+    )
     rows = await ledger(
         database_url,
         "SELECT coalesce(sum(amount_micros), 0) AS total FROM billing.ledger WHERE user_id = 'alice'",
     )
-    account = await ledger(database_url, "SELECT available_micros FROM billing.accounts WHERE user_id = 'alice'")
+    account = await ledger(
+        database_url, "SELECT available_micros FROM billing.accounts WHERE user_id = 'alice'"
+    )
     after = await balance(platform, "alice")
     assert after["held_micros"] == 0
     assert after["balance_micros"] == account[0]["available_micros"] == rows[0]["total"] >= 0
@@ -86,35 +102,54 @@ async def test_concurrent_requests_never_overspend(slow_platform: Platform, data
 
 async def test_insufficient_credits_stops_the_call_before_the_provider(platform: Platform) -> None:
     with pytest.raises(openai.APIStatusError) as caught:
-        await platform.client("nobody").chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        await platform.client("nobody").chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES
+        )
     assert caught.value.status_code == 402
     assert caught.value.body["code"] == "insufficient_credits"
     assert platform.openai.stats["requests"] == 0
 
 
-async def test_a_completed_request_is_charged_exactly_once(platform: Platform, database_url: str) -> None:
+async def test_a_completed_request_is_charged_exactly_once(
+    platform: Platform, database_url: str
+) -> None:
     await platform.grant("bob", 1_000_000)
-    reply = await platform.client("bob").chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=100)
+    reply = await platform.client("bob").chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, max_tokens=100
+    )
     await eventually(lambda: charges_applied(database_url, "bob", 1), what="the charge")
-    [charge] = await ledger(database_url, "SELECT * FROM billing.ledger WHERE user_id = 'bob' AND kind = 'charge'")
+    [charge] = await ledger(
+        database_url, "SELECT * FROM billing.ledger WHERE user_id = 'bob' AND kind = 'charge'"
+    )
     assert charge["input_tokens"] == reply.usage.prompt_tokens
     assert charge["output_tokens"] == reply.usage.completion_tokens
     # gpt-4o-mini: 0.15 credits per million input tokens, 0.60 per million output tokens, rounded up.
-    expected = -(-reply.usage.prompt_tokens * 150_000 // 1_000_000) - (-reply.usage.completion_tokens * 600_000 // 1_000_000)
+    expected = -(-reply.usage.prompt_tokens * 150_000 // 1_000_000) - (
+        -reply.usage.completion_tokens * 600_000 // 1_000_000
+    )
     assert charge["cost_micros"] == expected
     after = await balance(platform, "bob")
     assert after == {**after, "balance_micros": 1_000_000 - expected, "held_micros": 0}
 
 
-async def test_a_client_that_drops_mid_stream_pays_for_what_was_generated(database_url: str, redis_url: str, redis_prefix: str) -> None:
-    async with running_platform(database_url, redis_url, redis_prefix, stand_in_knobs={"token_delay_s": 0.05}) as platform:
+async def test_a_client_that_drops_mid_stream_pays_for_what_was_generated(
+    database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    async with running_platform(
+        database_url, redis_url, redis_prefix, stand_in_knobs={"token_delay_s": 0.05}
+    ) as platform:
         await platform.grant("carol", 1_000_000)
         async with httpx.AsyncClient(base_url=platform.gateway_url, timeout=30) as http:
             async with http.stream(
                 "POST",
                 "/api/text-proxy/v1/chat/completions",
                 headers=platform.auth("carol"),
-                json={"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True, "max_tokens": 1000},
+                json={
+                    "model": "gpt-4o-mini",
+                    "messages": MESSAGES,
+                    "stream": True,
+                    "max_tokens": 1000,
+                },
             ) as response:
                 assert response.status_code == 200
                 seen = 0
@@ -123,9 +158,15 @@ async def test_a_client_that_drops_mid_stream_pays_for_what_was_generated(databa
                         seen += 1
                     if seen >= 5:
                         break
-        await platform.openai.wait_for(lambda: platform.openai.stats["streams_cancelled"] == 1, timeout=10)
-        await eventually(lambda: charges_applied(database_url, "carol", 1), what="the partial charge")
-        [charge] = await ledger(database_url, "SELECT * FROM billing.ledger WHERE user_id = 'carol' AND kind = 'charge'")
+        await platform.openai.wait_for(
+            lambda: platform.openai.stats["streams_cancelled"] == 1, timeout=10
+        )
+        await eventually(
+            lambda: charges_applied(database_url, "carol", 1), what="the partial charge"
+        )
+        [charge] = await ledger(
+            database_url, "SELECT * FROM billing.ledger WHERE user_id = 'carol' AND kind = 'charge'"
+        )
         assert charge["outcome"] == "client_disconnect"
         assert 0 < charge["output_tokens"] < 20
         assert 0 < charge["cost_micros"] < charge["hold_micros"]
@@ -134,10 +175,20 @@ async def test_a_client_that_drops_mid_stream_pays_for_what_was_generated(databa
         assert after["balance_micros"] == 1_000_000 - charge["cost_micros"]
 
 
-async def test_byok_moves_no_credits_and_is_still_listed(platform: Platform, database_url: str) -> None:
+async def test_byok_moves_no_credits_and_is_still_listed(
+    platform: Platform, database_url: str
+) -> None:
     async with httpx.AsyncClient(base_url=platform.gateway_url) as http:
-        await http.put("/api/settings/llm/text", json={"provider": "openai", "model": "gpt-4o", "mode": "byok"}, headers=platform.auth("dave"))
-        await http.put("/api/settings/llm/text/api-key", json={"api_key": USER_OPENAI_KEY}, headers=platform.auth("dave"))
+        await http.put(
+            "/api/settings/llm/text",
+            json={"provider": "openai", "model": "gpt-4o", "mode": "byok"},
+            headers=platform.auth("dave"),
+        )
+        await http.put(
+            "/api/settings/llm/text/api-key",
+            json={"api_key": USER_OPENAI_KEY},
+            headers=platform.auth("dave"),
+        )
     await platform.grant("dave", 1_000_000)
     await platform.client("dave").chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert platform.openai.last_request.key == USER_OPENAI_KEY

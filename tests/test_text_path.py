@@ -54,7 +54,11 @@ async def test_sse_bytes_end_with_done(platform: Platform) -> None:
         response = await http.post(
             "/api/text-proxy/v1/chat/completions",
             headers=platform.auth("alice"),
-            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "stream": True},
+            json={
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": "x"}],
+                "stream": True,
+            },
         )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
@@ -73,7 +77,9 @@ async def test_models_list(platform: Platform, prefix: str) -> None:
 async def test_bad_tokens_raise_authentication_error(platform: Platform) -> None:
     bad = platform.client("alice", api_key="not-a-jwt")
     with pytest.raises(openai.AuthenticationError):
-        await bad.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+        await bad.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+        )
     expired = platform.client("alice", api_key=platform.token("alice", ttl_s=-10))
     with pytest.raises(openai.AuthenticationError):
         await expired.models.list()
@@ -82,12 +88,24 @@ async def test_bad_tokens_raise_authentication_error(platform: Platform) -> None
 @pytest.mark.parametrize(
     ("body", "needle"),
     [
-        ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "temperature": 3}, "temperature"),
-        ({"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}, "no-such-model"),
+        (
+            {
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": "x"}],
+                "temperature": 3,
+            },
+            "temperature",
+        ),
+        (
+            {"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]},
+            "no-such-model",
+        ),
         ({"model": "gpt-4o-mini", "messages": []}, "messages"),
     ],
 )
-async def test_bad_requests_raise_bad_request_error(platform: Platform, body: dict, needle: str) -> None:
+async def test_bad_requests_raise_bad_request_error(
+    platform: Platform, body: dict, needle: str
+) -> None:
     await platform.grant("alice", 5_000_000)
     with pytest.raises(openai.BadRequestError) as caught:
         await platform.client("alice").chat.completions.create(**body)

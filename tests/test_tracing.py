@@ -18,8 +18,12 @@ def spans() -> InMemorySpanExporter:
     return exporter
 
 
-async def test_one_trace_spans_every_hop(spans: InMemorySpanExporter, database_url: str, redis_url: str, redis_prefix: str) -> None:
-    async with running_platform(database_url, redis_url, redis_prefix, gateway={"tracing": True}) as platform:
+async def test_one_trace_spans_every_hop(
+    spans: InMemorySpanExporter, database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    async with running_platform(
+        database_url, redis_url, redis_prefix, gateway={"tracing": True}
+    ) as platform:
         await platform.grant("alice", 1_000_000)
         spans.clear()
         await platform.client("alice").chat.completions.create(
@@ -30,7 +34,7 @@ async def test_one_trace_spans_every_hop(spans: InMemorySpanExporter, database_u
     in_trace = [s for s in finished if s.context.trace_id == gateway_span.context.trace_id]
     by_id = {s.context.span_id: s for s in in_trace}
 
-    def parent_of(span):  # noqa: ANN001, ANN202
+    def parent_of(span):
         return by_id[span.parent.span_id] if span.parent else None
 
     generate = next(s for s in in_trace if s.name == "/text.v1.TextService/Generate")
@@ -39,4 +43,7 @@ async def test_one_trace_spans_every_hop(spans: InMemorySpanExporter, database_u
     assert upstream.attributes["http.url"] == f"{platform.openai.base_url}/v1/chat/completions"
     assert parent_of(upstream) is generate
     names = {s.name for s in in_trace}
-    assert {"/settings.v1.SettingsService/ResolveConfig", "/billing.v1.BillingService/Reserve"} <= names
+    assert {
+        "/settings.v1.SettingsService/ResolveConfig",
+        "/billing.v1.BillingService/Reserve",
+    } <= names

@@ -10,7 +10,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-async def eventually(probe: Callable[[], Awaitable[T]], *, within_s: float = 15.0, what: str = "") -> T:
+async def eventually(
+    probe: Callable[[], Awaitable[T]], *, within_s: float = 15.0, what: str = ""
+) -> T:
     """Poll `probe` until it returns a truthy value; fail with `what` after `within_s`."""
     deadline = time.monotonic() + within_s
     while True:

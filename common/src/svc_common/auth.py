@@ -137,7 +137,9 @@ class ServiceAuthInterceptor(grpc.aio.ServerInterceptor):
         if service is None:
             return _deny(grpc.StatusCode.UNAUTHENTICATED, "a valid service token is required")
         if self._allowed is not None and service not in self._allowed:
-            return _deny(grpc.StatusCode.PERMISSION_DENIED, f"service {service!r} may not call this")
+            return _deny(
+                grpc.StatusCode.PERMISSION_DENIED, f"service {service!r} may not call this"
+            )
         return await continuation(handler_call_details)
 
 

@@ -145,7 +145,9 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_stream:
             inner_us = handler.unary_stream
 
-            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async def unary_stream(
+                request: Any, context: grpc.aio.ServicerContext
+            ) -> AsyncIterator[Any]:
                 try:
                     async for message in inner_us(request, context):
                         yield message
@@ -267,5 +269,3 @@ def openai_error_type(status: int) -> str:
     if status == 429:
         return "rate_limit_error"
     return "server_error" if status < 503 else "service_unavailable"
-
-

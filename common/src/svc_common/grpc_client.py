@@ -36,4 +36,6 @@ CHANNEL_OPTIONS = [
 
 
 def channel(target: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=client_interceptors())
+    return grpc.aio.insecure_channel(
+        target, options=CHANNEL_OPTIONS, interceptors=client_interceptors()
+    )

@@ -31,7 +31,9 @@ SERVER_OPTIONS = [
 class GrpcService:
     """A built, not yet started, gRPC server with its health servicer and bound port."""
 
-    def __init__(self, server: grpc.aio.Server, port: int, health: HealthServicer, names: Sequence[str]):
+    def __init__(
+        self, server: grpc.aio.Server, port: int, health: HealthServicer, names: Sequence[str]
+    ):
         self.server = server
         self.port = port
         self.health = health
@@ -68,7 +70,9 @@ def build_server(
     Register servicers on the returned server, then wrap it in GrpcService to start it.
     """
     if settings.service_token_secret is None:
-        raise RuntimeError("service_token_secret is required: callers are authenticated by service token")
+        raise RuntimeError(
+            "service_token_secret is required: callers are authenticated by service token"
+        )
     interceptors: list[grpc.aio.ServerInterceptor] = [
         *server_interceptors(),
         ServiceAuthInterceptor(settings.service_token_secret.get_secret_value(), allowed_callers),
@@ -81,7 +85,11 @@ def build_server(
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
-        [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        [
+            *service_names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
         server,
     )
     return server, port, health

@@ -15,7 +15,9 @@ _SECRET_PATTERNS = [
     re.compile(r"sk-[A-Za-z0-9_\-]{6,}"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9_\-\.=]+"),
     re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"),
-    re.compile(r"(?i)((?:api[_-]?key|x-api-key|authorization|password|secret|token)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"),
+    re.compile(
+        r"(?i)((?:api[_-]?key|x-api-key|authorization|password|secret|token)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"
+    ),
 ]
 
 
@@ -54,5 +56,14 @@ def setup_logging(service: str, level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Client libraries log request URLs and headers at DEBUG; keep them quiet.
-    for noisy in ("httpx", "httpcore", "openai", "anthropic", "asyncio", "grpc"):
+    for noisy in (
+        "httpx",
+        "httpx2",
+        "httpcore",
+        "httpcore2",
+        "openai",
+        "anthropic",
+        "asyncio",
+        "grpc",
+    ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

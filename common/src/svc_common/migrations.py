@@ -17,7 +17,9 @@ log = logging.getLogger(__name__)
 
 
 def _lock_id(schema: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"migrations:{schema}".encode()).digest()[:8], "big", signed=True)
+    return int.from_bytes(
+        hashlib.sha256(f"migrations:{schema}".encode()).digest()[:8], "big", signed=True
+    )
 
 
 async def apply_migrations(conn: asyncpg.Connection, schema: str, folder: Path) -> list[str]:
@@ -30,7 +32,9 @@ async def apply_migrations(conn: asyncpg.Connection, schema: str, folder: Path) 
             f'CREATE TABLE IF NOT EXISTS "{schema}".schema_migrations ('
             " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        done = {r["name"] for r in await conn.fetch(f'SELECT name FROM "{schema}".schema_migrations')}
+        done = {
+            r["name"] for r in await conn.fetch(f'SELECT name FROM "{schema}".schema_migrations')
+        }
         for path in sorted(folder.glob("*.sql")):
             if path.name in done:
                 continue

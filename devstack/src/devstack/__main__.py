@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 
@@ -39,7 +38,7 @@ class Stack:
         self.logs.mkdir(parents=True, exist_ok=True)
 
     def spawn(self, name: str, module: str, env: dict[str, str], *args: str) -> None:
-        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child for its life
+        log = open(self.logs / f"{name}.log", "ab")
         process = subprocess.Popen(
             [sys.executable, "-m", module, *args],
             env={**os.environ, **env},
@@ -81,7 +80,7 @@ def wait_ready(stack: Stack, url: str, timeout: float = 60.0) -> None:
     raise SystemExit(f"the stack did not become ready at {url}; logs in {stack.logs}")
 
 
-def main() -> None:  # noqa: PLR0915 - a start-up script reads best top to bottom
+def main() -> None:
     stack = Stack()
     secrets_ = dev_secrets()
     try:
@@ -107,7 +106,11 @@ def main() -> None:  # noqa: PLR0915 - a start-up script reads best top to botto
                     f"demo-{provider}",
                     "provider_stand_ins",
                     {},
-                    "--provider", provider, "--port", str(port), "--accept-any-key",
+                    "--provider",
+                    provider,
+                    "--port",
+                    str(port),
+                    "--accept-any-key",
                 )
             providers = {
                 "TEXT_SVC_OPENAI_BASE_URL": f"http://127.0.0.1:{ports['openai']}/v1",
@@ -132,7 +135,9 @@ def main() -> None:  # noqa: PLR0915 - a start-up script reads best top to botto
             from svc_common.auth import mint_service_token
 
             env = {f"{prefix}{k}": v for k, v in common.items()}
-            env[f"{prefix}SERVICE_TOKEN"] = mint_service_token(secrets_["service_token_secret"], service)
+            env[f"{prefix}SERVICE_TOKEN"] = mint_service_token(
+                secrets_["service_token_secret"], service
+            )
             env.update({f"{prefix}{k.upper()}": v for k, v in values.items()})
             return env
 
@@ -141,7 +146,8 @@ def main() -> None:  # noqa: PLR0915 - a start-up script reads best top to botto
             "settings-svc",
             "settings_svc",
             service_env(
-                "SETTINGS_SVC_", "settings-svc",
+                "SETTINGS_SVC_",
+                "settings-svc",
                 listen=f"127.0.0.1:{settings_port}",
                 database_url=database_url,
                 redis_url=redis_url,
@@ -152,7 +158,8 @@ def main() -> None:  # noqa: PLR0915 - a start-up script reads best top to botto
             "billing-svc",
             "billing_svc",
             service_env(
-                "BILLING_SVC_", "billing-svc",
+                "BILLING_SVC_",
+                "billing-svc",
                 listen=f"127.0.0.1:{billing_port}",
                 database_url=database_url,
                 redis_url=redis_url,
@@ -164,7 +171,8 @@ def main() -> None:  # noqa: PLR0915 - a start-up script reads best top to botto
             "text_svc",
             {
                 **service_env(
-                    "TEXT_SVC_", "text-svc",
+                    "TEXT_SVC_",
+                    "text-svc",
                     listen=f"127.0.0.1:{text_port}",
                     settings_target=f"127.0.0.1:{settings_port}",
                     billing_target=f"127.0.0.1:{billing_port}",
@@ -194,7 +202,7 @@ def main() -> None:  # noqa: PLR0915 - a start-up script reads best top to botto
         token = mint(os.environ.get("USER_NAME", "alice"))
         print(  # noqa: T201 - this is the command's output
             f"""
-The platform is up ({'offline demo provider' if demo else 'real providers'}; logs in {stack.logs}).
+The platform is up ({"offline demo provider" if demo else "real providers"}; logs in {stack.logs}).
 
   gateway      {base}   (API docs: {base}/docs)
   dev token    for alice, a member with {STARTING_BALANCE_MICROS / 1e6:.0f} credits; `make token USER=bob` for others

@@ -34,8 +34,6 @@ async def serve(settings: Settings) -> None:
 def main() -> None:
     settings = Settings()
     setup_logging("text-svc", settings.log_level)
-    # The SDKs' HTTP layer logs every request at INFO; svc_common quiets "httpx" but not this one.
-    logging.getLogger("httpx2").setLevel(max(logging.WARNING, logging.getLogger().level))
     setup_tracing("text-svc")
     uvloop.run(serve(settings))
 
