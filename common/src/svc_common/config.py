@@ -1,4 +1,4 @@
-"""Settings every service shares; each service subclasses ServiceSettings with its own env prefix."""
+"""Settings every service shares; each service subclasses ServiceSettings with its env prefix."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore")
 
-    # development relaxes what must be configured (e.g. settings-svc's encryption key); never in production.
+    # development relaxes what must be configured (e.g. settings-svc's encryption key);
+    # never use it in production.
     environment: Literal["development", "test", "production"] = "production"
     log_level: str = "INFO"
     # host:port to listen on; port 0 picks a free port (tests).

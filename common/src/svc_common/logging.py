@@ -1,4 +1,4 @@
-"""JSON log lines with secrets scrubbed: no key, token or password reaches a log, whatever logs it."""
+"""JSON log lines with secrets scrubbed: no key, token or password reaches a log, whoever logs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Versioned SQL migrations for a service's own Postgres schema, applied once under an advisory lock.
+"""Versioned SQL migrations of a service's own Postgres schema, each applied once, under a lock.
 
 Files are `NNNN_name.sql` in the service's migrations folder, applied in order, each in its own
 transaction, recorded in `<schema>.schema_migrations`. Several replicas starting at once wait on the
@@ -22,6 +22,10 @@ def _lock_id(schema: str) -> int:
     )
 
 
+def _read_migrations(folder: Path) -> list[tuple[str, str]]:
+    return [(p.name, p.read_text()) for p in sorted(folder.glob("*.sql"))]
+
+
 async def apply_migrations(conn: asyncpg.Connection, schema: str, folder: Path) -> list[str]:
     """Apply every migration in `folder` not yet recorded; returns the names applied now."""
     applied_now: list[str] = []
@@ -35,17 +39,17 @@ async def apply_migrations(conn: asyncpg.Connection, schema: str, folder: Path) 
         done = {
             r["name"] for r in await conn.fetch(f'SELECT name FROM "{schema}".schema_migrations')
         }
-        for path in sorted(folder.glob("*.sql")):
-            if path.name in done:
+        for name, sql in _read_migrations(folder):
+            if name in done:
                 continue
             async with conn.transaction():
                 await conn.execute(f'SET LOCAL search_path TO "{schema}", public')
-                await conn.execute(path.read_text())
+                await conn.execute(sql)
                 await conn.execute(
-                    f'INSERT INTO "{schema}".schema_migrations (name) VALUES ($1)', path.name
+                    f'INSERT INTO "{schema}".schema_migrations (name) VALUES ($1)', name
                 )
-            log.info("applied migration %s.%s", schema, path.name)
-            applied_now.append(path.name)
+            log.info("applied migration %s.%s", schema, name)
+            applied_now.append(name)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _lock_id(schema))
     return applied_now

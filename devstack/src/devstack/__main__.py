@@ -205,11 +205,14 @@ def main() -> None:
 The platform is up ({"offline demo provider" if demo else "real providers"}; logs in {stack.logs}).
 
   gateway      {base}   (API docs: {base}/docs)
-  dev token    for alice, a member with {STARTING_BALANCE_MICROS / 1e6:.0f} credits; `make token USER=bob` for others
+  dev token    alice, a member with {STARTING_BALANCE_MICROS // 1_000_000} credits (below);
+               `make token USER=bob` for another user
 
   from openai import OpenAI
   client = OpenAI(base_url="{base}/api/text-proxy/v1", api_key="<dev token>")
-  client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "Hello"}}])
+  client.chat.completions.create(
+      model="gpt-4o-mini", messages=[{{"role": "user", "content": "Hello"}}]
+  )
 
 Ctrl-C stops everything. The dev token for alice:
 {token}""",

@@ -1,4 +1,4 @@
-"""Development secrets for `make run` and `make token`, made once and kept in .devstack/secrets.json.
+"""Development secrets for `make run` and `make token`, made once, kept in .devstack/secrets.json.
 
 Kept across runs so that tokens stay valid and stored API keys stay decryptable. Production
 deployments take every one of these from their secret manager instead (see deploy/).
