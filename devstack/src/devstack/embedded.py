@@ -15,10 +15,15 @@ from typing import Any
 
 class EmbeddedPostgres:
     def __init__(self, folder: Path) -> None:
-        import pgserver
+        import warnings
 
         folder.mkdir(parents=True, exist_ok=True)
-        self._server: Any = pgserver.get_server(str(folder), cleanup_mode="stop")
+        with warnings.catch_warnings():
+            # pgserver asks platformdirs for a runtime folder it does not use for our data.
+            warnings.simplefilter("ignore")
+            import pgserver
+
+            self._server: Any = pgserver.get_server(str(folder), cleanup_mode="stop")
         self.url: str = self._server.get_uri()
 
     def stop(self) -> None:
