@@ -4,7 +4,10 @@
 SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
-USER ?= alice
+# USER is also the login name in the environment: only a USER=... on the command line counts.
+WHO := $(if $(filter command line,$(origin USER)),$(USER),alice)
+# `make run` leaves its database URLs and keys here, so the operator commands below reach its stack.
+STACK_ENV := set -a; [ ! -f .devstack/stack.env ] || . .devstack/stack.env; set +a;
 
 .PHONY: help setup run test proto proto-check lint format bench token migrate rotate-keys grant service-token
 
@@ -45,14 +48,14 @@ bench: setup  ## benchmarks against the stand-ins; writes docs/benchmarks.md
 	$(PY) -m bench
 
 token: setup  ## a dev JWT for USER (make token USER=alice); the token alone on the last line
-	@$(PY) -m devstack.token $(USER)
+	@$(PY) -m devstack.token $(WHO)
 
-migrate: setup  ## apply settings-svc and billing-svc migrations to the configured databases
-	$(PY) -m settings_svc migrate
-	$(PY) -m billing_svc migrate
+migrate: setup  ## apply settings-svc and billing-svc migrations (make run's stack, else the environment's)
+	@$(STACK_ENV) $(PY) -m settings_svc migrate && $(PY) -m billing_svc migrate
 
-rotate-keys: setup  ## re-encrypt every stored API key with the newest encryption key
-	$(PY) -m settings_svc rotate-keys
+rotate-keys: setup  ## re-encrypt every stored API key with the newest of SETTINGS_SVC_ENCRYPTION_KEYS
+	@$(STACK_ENV) $(PY) -m settings_svc rotate-keys
 
-grant: setup  ## credit a user: make grant USER=alice AMOUNT=5000000 (micro-credits)
-	$(PY) -m billing_svc grant $(USER) $(AMOUNT)
+grant: setup  ## credit a user: make grant USER=alice AMOUNT=5000000 (micro-credits; 1 credit = 1,000,000)
+	@test -n "$(AMOUNT)" || { echo "usage: make grant USER=alice AMOUNT=5000000"; exit 2; }
+	@$(STACK_ENV) $(PY) -m billing_svc grant $(WHO) $(AMOUNT)

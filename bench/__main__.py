@@ -170,7 +170,7 @@ def main() -> None:
     n_lat = int(2000 * scale)
     n_tput = int(10000 * scale)
 
-    stack = Stack()
+    stack = Stack(logs=ROOT / ".devstack" / "bench" / "logs")
     secret = uuid.uuid4().hex
     jwt_secret = uuid.uuid4().hex * 2
     try:

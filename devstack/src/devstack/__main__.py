@@ -31,10 +31,10 @@ def free_port() -> int:
 
 
 class Stack:
-    def __init__(self) -> None:
+    def __init__(self, logs: Path = STATE_DIR / "logs") -> None:
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.embedded: list[EmbeddedPostgres | EmbeddedRedis] = []
-        self.logs = STATE_DIR / "logs"
+        self.logs = logs
         self.logs.mkdir(parents=True, exist_ok=True)
 
     def spawn(self, name: str, module: str, env: dict[str, str], *args: str) -> None:
@@ -67,7 +67,7 @@ class Stack:
             server.stop()
 
 
-def wait_ready(stack: Stack, url: str, timeout: float = 60.0) -> None:
+def wait_ready(stack: Stack, url: str, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         stack.check_alive()
@@ -141,6 +141,7 @@ def main() -> None:
             env.update({f"{prefix}{k.upper()}": v for k, v in values.items()})
             return env
 
+        write_stack_env(database_url, redis_url, secrets_["encryption_key"])
         settings_port, billing_port, text_port = free_port(), free_port(), free_port()
         stack.spawn(
             "settings-svc",
@@ -231,6 +232,20 @@ Ctrl-C stops everything. The dev token for alice:
             time.sleep(0.5)
     finally:
         stack.stop()
+
+
+def write_stack_env(database_url: str, redis_url: str, encryption_key: str) -> None:
+    """What `make grant`, `make migrate` and `make rotate-keys` need to reach this stack."""
+    values = {
+        "SETTINGS_SVC_DATABASE_URL": database_url,
+        "SETTINGS_SVC_REDIS_URL": redis_url,
+        "SETTINGS_SVC_ENCRYPTION_KEYS": encryption_key,
+        "BILLING_SVC_DATABASE_URL": database_url,
+        "BILLING_SVC_REDIS_URL": redis_url,
+    }
+    path = STATE_DIR / "stack.env"
+    path.touch(mode=0o600)
+    path.write_text("".join(f"{k}='{v}'\n" for k, v in values.items()))
 
 
 def _gateway_token(secret: str) -> str:
