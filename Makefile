@@ -2,7 +2,8 @@
 # only Python 3.11 and make: they install uv when it is missing and sync the one lock file.
 
 SHELL := /bin/bash
-UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# uv from PATH, else a copy installed into .tools/ (a fresh machine needs only python3 and make).
+UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PY := .venv/bin/python
 # USER is also the login name in the environment: only a USER=... on the command line counts.
 WHO := $(if $(filter command line,$(origin USER)),$(USER),alice)
@@ -14,10 +15,11 @@ STACK_ENV := set -a; [ ! -f .devstack/stack.env ] || . .devstack/stack.env; set 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(UV):
-	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/python -m pip install --quiet uv
 
-.venv/.synced: uv.lock pyproject.toml $(UV)
+.venv/.synced: uv.lock pyproject.toml | $(UV)
 	$(UV) sync --frozen --all-packages
 	@touch $@
 
@@ -27,7 +29,7 @@ run: setup  ## the whole stack on this machine; prints the gateway URL and a dev
 	$(PY) -m devstack
 
 test: setup  ## every test, against a real Postgres and Redis
-	$(PY) -m pytest -q -p no:randomly $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 proto: setup  ## regenerate the gRPC stubs from protos/
 	$(PY) scripts/gen_protos.py
