@@ -196,6 +196,23 @@ async def test_usage_beyond_the_hold_is_charged_up_to_the_balance(billing: Billi
     await billing.assert_consistent(alice)
 
 
+@pytest.mark.parametrize("settings_overrides", [{"starting_balance_micros": 10_000}])
+async def test_usage_of_a_user_without_an_account_opens_it_with_the_starting_balance(
+    billing: Billing,
+) -> None:
+    alice, bob = user(), user()
+    await billing.grant(bob, 1_000)  # an account exists for one user of the batch, not the other
+    for who in (alice, bob):
+        await billing.publish(usage_event(who, input_tokens=100, output_tokens=200))
+    await billing.wait_applied(alice, 1)
+    await billing.wait_applied(bob, 1)
+
+    assert (await billing.balance(alice)).balance_micros == 10_000 - USAGE_MICROS
+    assert (await billing.balance(bob)).balance_micros == 10_000 + 1_000 - USAGE_MICROS
+    await billing.assert_consistent(alice)
+    await billing.assert_consistent(bob)
+
+
 async def test_an_event_after_its_hold_was_released_is_charged_from_the_balance(
     billing: Billing,
 ) -> None:

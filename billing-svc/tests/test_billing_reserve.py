@@ -242,6 +242,20 @@ async def test_a_new_account_gets_the_starting_balance_once(billing: Billing) ->
     await billing.assert_consistent(bob)
 
 
+@pytest.mark.parametrize("settings_overrides", [{"starting_balance_micros": 10_000_000}])
+async def test_concurrent_first_reserves_of_a_new_user_all_get_their_hold(
+    billing: Billing,
+) -> None:
+    alice = user()
+    holds = await asyncio.gather(*(billing.reserve(alice, f"req-{i}") for i in range(8)))
+
+    assert sorted(h.hold_id for h in holds) == sorted(f"req-{i}" for i in range(8))
+    balance = await billing.balance(alice)
+    assert balance.balance_micros == 10_000_000 - 8 * WORST_CASE_MICROS
+    assert balance.held_micros == 8 * WORST_CASE_MICROS
+    await billing.assert_consistent(alice)
+
+
 async def test_the_database_refuses_a_negative_balance_and_ledger_edits(billing: Billing) -> None:
     alice = user()
     await billing.grant(alice, 100, grant_id="g-1")

@@ -82,18 +82,24 @@ async def ensure_accounts(
         return created
 
 
-_DEBIT = """
-UPDATE billing.accounts SET available_micros = available_micros - $2, updated_at = now()
- WHERE user_id = $1 AND available_micros >= $2
-RETURNING available_micros
-"""
-
-_INSERT_HOLD = """
-INSERT INTO billing.holds
-    (hold_id, user_id, amount_micros, backend_type, provider, model, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, now() + $7 * interval '1 second')
-ON CONFLICT (hold_id) DO NOTHING
-RETURNING extract(epoch FROM expires_at)::bigint
+# The common path of Reserve in one statement, so one round trip and one (implicit) transaction:
+# debit the account, guarded by the balance, and insert the hold; both or neither. No row: the
+# hold exists already, the account does not, or its balance is short (the slow path tells which).
+# A concurrent Reserve with the same request id can pass the NOT EXISTS and then collide on the
+# hold's primary key: the unique violation aborts the whole statement, debit included.
+_RESERVE = """
+WITH debit AS (
+    UPDATE billing.accounts SET available_micros = available_micros - $3, updated_at = now()
+     WHERE user_id = $2 AND available_micros >= $3
+       AND NOT EXISTS (SELECT FROM billing.holds WHERE hold_id = $1)
+    RETURNING available_micros
+), hold AS (
+    INSERT INTO billing.holds
+        (hold_id, user_id, amount_micros, backend_type, provider, model, expires_at)
+    SELECT $1, $2, $3, $4, $5, $6, now() + $7 * interval '1 second' FROM debit
+    RETURNING extract(epoch FROM expires_at)::bigint AS expires_at
+)
+SELECT debit.available_micros, hold.expires_at FROM debit, hold
 """
 
 _EXISTING_HOLD = """
@@ -102,10 +108,6 @@ SELECT h.user_id, h.amount_micros, extract(epoch FROM h.expires_at)::bigint AS e
   FROM billing.holds h JOIN billing.accounts a USING (user_id)
  WHERE h.hold_id = $1
 """
-
-
-class _HoldTakenMeanwhile(Exception):
-    """A concurrent Reserve with the same request id won; roll this one back."""
 
 
 async def reserve(
@@ -125,31 +127,16 @@ async def reserve(
         raise InvalidArgument(
             f"request_id must not start with {', '.join(RESERVED_PREFIXES)}", param="request_id"
         )
+    args = (request_id, user_id, amount_micros, backend_type, provider, model, ttl_s)
     async with pool.acquire() as conn:
-        existing = await _existing_hold(conn, request_id, user_id)
-        if existing is not None:
-            return existing
         account_checked = False
         while True:
             try:
-                async with conn.transaction():
-                    balance = await conn.fetchval(_DEBIT, user_id, amount_micros)
-                    if balance is not None:
-                        expires_at = await conn.fetchval(
-                            _INSERT_HOLD,
-                            request_id,
-                            user_id,
-                            amount_micros,
-                            backend_type,
-                            provider,
-                            model,
-                            ttl_s,
-                        )
-                        if expires_at is None:
-                            raise _HoldTakenMeanwhile
-                        return Hold(request_id, amount_micros, balance, expires_at)
-            except _HoldTakenMeanwhile:
-                pass
+                row = await conn.fetchrow(_RESERVE, *args)
+            except asyncpg.UniqueViolationError:
+                row = None  # a concurrent Reserve with this request id won; it is found below
+            if row is not None:
+                return Hold(request_id, amount_micros, row["available_micros"], row["expires_at"])
             # No hold taken: the hold exists already, the account does not, or it is short.
             existing = await _existing_hold(conn, request_id, user_id)
             if existing is not None:
@@ -157,8 +144,8 @@ async def reserve(
             if account_checked:
                 break
             account_checked = True
-            if not await ensure_accounts(conn, [user_id], starting_balance_micros):
-                break
+            # Then try once more, even if a concurrent first Reserve of this user created it.
+            await ensure_accounts(conn, [user_id], starting_balance_micros)
         available = await conn.fetchval(
             "SELECT available_micros FROM billing.accounts WHERE user_id = $1", user_id
         )

@@ -61,6 +61,16 @@ async def connect_with_retry(database_url: str, attempts: int = 20) -> asyncpg.C
     raise AssertionError("unreachable")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Nothing to reset when a connection goes back to the pool.
+
+    asyncpg's default reset is a round trip (RESET ALL, UNLISTEN *, CLOSE ALL, advisory unlocks)
+    paid by every caller of `async with pool.acquire()`; billing-svc sets no session state on
+    pooled connections (no SET, LISTEN, cursors or advisory locks: migrations use their own
+    connection). asyncpg still rolls back an open transaction before calling this.
+    """
+
+
 async def create_pool(database_url: str, size: int) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         database_url,
@@ -70,6 +80,7 @@ async def create_pool(database_url: str, size: int) -> asyncpg.Pool:
         command_timeout=30,
         # A broken connection (Postgres restarted) is replaced on the next acquire.
         max_inactive_connection_lifetime=300,
+        reset=_keep_session,
     )
     assert pool is not None
     return pool

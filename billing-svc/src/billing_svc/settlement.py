@@ -57,6 +57,22 @@ RETURNING event_id
 """
 
 
+# The batch's writes in one statement (one round trip while the account rows are locked): the
+# settled holds ($20), the new balances ($21 users, $22 amounts), then the ledger rows.
+_SETTLE = (
+    """
+WITH settled_holds AS (
+    UPDATE billing.holds SET status = 'settled', settled_at = now()
+     WHERE hold_id = ANY($20::text[]) AND status = 'open'
+), balances AS (
+    UPDATE billing.accounts AS a SET available_micros = v.available, updated_at = now()
+      FROM unnest($21::text[], $22::bigint[]) AS v(user_id, available)
+     WHERE a.user_id = v.user_id AND a.available_micros <> v.available
+)"""
+    + _INSERT_LEDGER
+)
+
+
 class LedgerConflict(RuntimeError):
     """A member-mode ledger row appeared under our account locks: a bug, never commit it."""
 
@@ -69,9 +85,25 @@ async def apply_usage_events(
 ) -> Applied:
     """Apply events (distinct event ids) in one transaction; returns how many were new."""
     member_users = sorted({e.user_id for e in events if e.mode == "member"})
-    if member_users:
-        # Committed on its own: creating accounts takes no lock that the batch could wait on.
+    try:
+        return await _apply(conn, events, prices, member_users)
+    except _MissingAccounts:
+        # Rare (an account is created by its first Reserve or GetBalance), so not checked up
+        # front. Committed on its own: creating accounts takes no lock the batch could wait on.
         await ensure_accounts(conn, member_users, starting_balance_micros)
+        return await _apply(conn, events, prices, member_users)
+
+
+class _MissingAccounts(Exception):
+    """A member-mode user of the batch has no account yet; roll back and create it first."""
+
+
+async def _apply(
+    conn: asyncpg.Connection,
+    events: Sequence[UsageEvent],
+    prices: PriceTable,
+    member_users: list[str],
+) -> Applied:
     async with conn.transaction():
         available: dict[str, int] = {}
         if member_users:
@@ -81,6 +113,8 @@ async def apply_usage_events(
                 member_users,
             )
             available = {r["user_id"]: r["available_micros"] for r in rows}
+            if len(available) < len(member_users):
+                raise _MissingAccounts
         applied_before = {
             r["event_id"]
             for r in await conn.fetch(
@@ -135,23 +169,13 @@ async def apply_usage_events(
                 hold_micros=held,
             )
 
-        if settled:
-            await conn.execute(
-                "UPDATE billing.holds SET status = 'settled', settled_at = now()"
-                " WHERE hold_id = ANY($1::text[]) AND status = 'open'",
-                settled,
+        users = list(available)
+        inserted = {
+            r["event_id"]
+            for r in await conn.fetch(
+                _SETTLE, *ledger.columns(), settled, users, [available[u] for u in users]
             )
-        if available:
-            users = list(available)
-            await conn.execute(
-                "UPDATE billing.accounts AS a"
-                " SET available_micros = v.available, updated_at = now()"
-                " FROM unnest($1::text[], $2::bigint[]) AS v(user_id, available)"
-                " WHERE a.user_id = v.user_id AND a.available_micros <> v.available",
-                users,
-                [available[u] for u in users],
-            )
-        inserted = {r["event_id"] for r in await conn.fetch(_INSERT_LEDGER, *ledger.columns())}
+        }
         missing = [e.event_id for e in new if e.mode == "member" and e.event_id not in inserted]
         if missing:
             raise LedgerConflict(f"ledger rows appeared concurrently for {missing[:3]}")
