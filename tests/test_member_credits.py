@@ -1,4 +1,4 @@
-"""Member credits end to end: holds before the provider is called, exact settlement, no overspend."""
+"""Member credits a hold before the provider is called, exact settlement, no overspend."""
 
 from __future__ import annotations
 
@@ -90,7 +90,8 @@ async def test_concurrent_requests_never_overspend(
     )
     rows = await ledger(
         database_url,
-        "SELECT coalesce(sum(amount_micros), 0) AS total FROM billing.ledger WHERE user_id = 'alice'",
+        "SELECT coalesce(sum(amount_micros), 0) AS total FROM billing.ledger"
+        " WHERE user_id = 'alice'",
     )
     account = await ledger(
         database_url, "SELECT available_micros FROM billing.accounts WHERE user_id = 'alice'"
@@ -123,7 +124,7 @@ async def test_a_completed_request_is_charged_exactly_once(
     )
     assert charge["input_tokens"] == reply.usage.prompt_tokens
     assert charge["output_tokens"] == reply.usage.completion_tokens
-    # gpt-4o-mini: 0.15 credits per million input tokens, 0.60 per million output tokens, rounded up.
+    # gpt-4o-mini: 0.15 credits per million input tokens, 0.60 per million output; rounded up.
     expected = -(-reply.usage.prompt_tokens * 150_000 // 1_000_000) - (
         -reply.usage.completion_tokens * 600_000 // 1_000_000
     )

@@ -1,4 +1,4 @@
-"""Settings through the gateway, then model calls that use them (gateway → settings-svc → text-svc)."""
+"""Settings through the gateway, then model calls that use them (settings-svc → text-svc)."""
 
 from __future__ import annotations
 
