@@ -34,7 +34,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(port: int, token: str, model: str, pid: int, n: int, conc: int) -> None:
+async def measure(
+    port: int, token: str, model: str, pid: int, n: int, conc: int, rpcs: str
+) -> None:
     metadata = outgoing_metadata(token, user_id="bench-user", is_member=True)
     request = text_pb2.GenerateRequest(
         model=model, messages=[text_pb2.ChatMessage(role="user", content="benchmark this")]
@@ -55,6 +57,8 @@ async def measure(port: int, token: str, model: str, pid: int, n: int, conc: int
             return first - start
 
         for name, one, count in (("Generate", unary, n), ("GenerateStream", stream, n // 4)):
+            if rpcs != "all" and rpcs != name:
+                continue
             for _ in range(100):
                 await one()
             cpu0, t0 = cpu_seconds(pid), time.perf_counter()
@@ -88,6 +92,7 @@ def main() -> None:
     parser.add_argument("--provider", choices=sorted(MODELS), default="openai")
     parser.add_argument("-n", type=int, default=2000)
     parser.add_argument("-c", type=int, default=50)
+    parser.add_argument("--rpc", choices=["all", "Generate", "GenerateStream"], default="all")
     args = parser.parse_args()
     stack = Stack()
     secret = uuid.uuid4().hex
@@ -123,7 +128,7 @@ def main() -> None:
         pid = next(p.pid for name, p in stack.processes if name == "text-svc")
         print(f"text-svc pid {pid}", flush=True)  # noqa: T201  (for a profiler to attach)
         token = mint_service_token(secret, "bench")
-        asyncio.run(measure(port, token, MODELS[args.provider], pid, args.n, args.c))
+        asyncio.run(measure(port, token, MODELS[args.provider], pid, args.n, args.c, args.rpc))
     finally:
         stack.stop()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,7 +86,7 @@ def caller_from_metadata(metadata: Sequence[tuple[str, Any]] | None) -> Caller:
 
 
 def caller(context: grpc.aio.ServicerContext) -> Caller:
-    """The verified caller of the current RPC (ServiceAuthInterceptor has checked the token)."""
+    """The verified caller of the current RPC (the server has checked the token: grpc_server)."""
     return caller_from_metadata(context.invocation_metadata())
 
 
@@ -113,39 +113,30 @@ def forward_metadata(service_token: str, who: Caller) -> tuple[tuple[str, str], 
     )
 
 
-class ServiceAuthInterceptor(grpc.aio.ServerInterceptor):
-    """Rejects every call without a valid service token (health checks and reflection excepted)."""
+class ServiceAuth:
+    """Which calls may proceed: a valid service token, from an allowed service when the server
+    names some. Health checks and reflection need none (`exempt`)."""
 
     def __init__(self, secret: str, allowed_services: frozenset[str] | None = None) -> None:
         self._verifier = ServiceTokenVerifier(secret)
         self._allowed = allowed_services
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        method = handler_call_details.method
-        if method.startswith(_UNAUTHENTICATED_METHODS):
-            return await continuation(handler_call_details)
+    @staticmethod
+    def exempt(method: str) -> bool:
+        return method.startswith(_UNAUTHENTICATED_METHODS)
+
+    def denial(
+        self, metadata: Sequence[tuple[str, Any]] | None
+    ) -> tuple[grpc.StatusCode, str] | None:
+        """Why a call with this metadata is refused; None when it may proceed."""
         token = ""
-        for key, value in handler_call_details.invocation_metadata or ():
+        for key, value in metadata or ():
             if key == AUTHORIZATION:
                 token = value[7:] if value.startswith("Bearer ") else value
                 break
         service = self._verifier.verify(token) if token else None
         if service is None:
-            return _deny(grpc.StatusCode.UNAUTHENTICATED, "a valid service token is required")
+            return grpc.StatusCode.UNAUTHENTICATED, "a valid service token is required"
         if self._allowed is not None and service not in self._allowed:
-            return _deny(
-                grpc.StatusCode.PERMISSION_DENIED, f"service {service!r} may not call this"
-            )
-        return await continuation(handler_call_details)
-
-
-def _deny(code: grpc.StatusCode, details: str) -> grpc.RpcMethodHandler:
-    async def abort_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(code, details)
-
-    # The method's kind is unknown here; a unary handler aborts any kind before a message flows.
-    return grpc.unary_unary_rpc_method_handler(abort_unary)
+            return grpc.StatusCode.PERMISSION_DENIED, f"service {service!r} may not call this"
+        return None

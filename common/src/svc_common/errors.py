@@ -1,17 +1,15 @@
 """Errors in one place per direction.
 
-Services raise ServiceError subclasses; ErrorInterceptor turns them into a gRPC status whose
-details carry a google.rpc.ErrorInfo (the reason, e.g. INSUFFICIENT_CREDITS) and, where known, a
-google.rpc.RetryInfo. Clients turn grpc.aio.AioRpcError back into RemoteError with the same facts;
-the gateway maps those to HTTP in `http_status()`.
+Services raise ServiceError subclasses; the server (svc_common.grpc_server, via `abort_with`)
+turns them into a gRPC status whose details carry a google.rpc.ErrorInfo (the reason, e.g.
+INSUFFICIENT_CREDITS) and, where known, a google.rpc.RetryInfo. Clients turn grpc.aio.AioRpcError
+back into RemoteError with the same facts; the gateway maps those to HTTP in `http_status()`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2
@@ -111,60 +109,15 @@ def to_status(err: ServiceError) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Maps ServiceError to a rich gRPC status; anything unexpected becomes INTERNAL, logged once."""
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = handler_call_details.method
-        if handler.unary_unary:
-            inner_uu = handler.unary_unary
-
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                try:
-                    return await inner_uu(request, context)
-                except ServiceError as err:
-                    await context.abort_with_status(to_status(err))
-                except (grpc.aio.AbortError, grpc.aio.UsageError):
-                    raise
-                except Exception:
-                    log.exception("unhandled error in %s", method)
-                    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream:
-            inner_us = handler.unary_stream
-
-            async def unary_stream(
-                request: Any, context: grpc.aio.ServicerContext
-            ) -> AsyncIterator[Any]:
-                try:
-                    async for message in inner_us(request, context):
-                        yield message
-                except ServiceError as err:
-                    await context.abort_with_status(to_status(err))
-                except (grpc.aio.AbortError, grpc.aio.UsageError):
-                    raise
-                except Exception:
-                    log.exception("unhandled error in %s", method)
-                    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+async def abort_with(context: grpc.aio.ServicerContext, err: BaseException, method: str) -> None:
+    """End the RPC for an exception its handler raised: ServiceError → its rich status, anything
+    unexpected → INTERNAL, logged once. Aborts (and misuse of the context) pass through."""
+    if isinstance(err, ServiceError):
+        await context.abort_with_status(to_status(err))
+    if isinstance(err, grpc.aio.AbortError | grpc.aio.UsageError):
+        raise err
+    log.error("unhandled error in %s", method, exc_info=err)
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
 
 @dataclass(slots=True)

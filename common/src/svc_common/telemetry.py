@@ -1,7 +1,8 @@
 """OpenTelemetry: one trace per request across the gateway, gRPC hops and upstream HTTP calls.
 
-Spans are always created and propagated (W3C traceparent); they are exported only when
-OTEL_EXPORTER_OTLP_ENDPOINT is set. Tests install their own in-memory exporter instead.
+Tracing is on when OTEL_EXPORTER_OTLP_ENDPOINT is set (tests force it with their own in-memory
+exporter): then spans are created, propagated (W3C traceparent) and exported. Servers and channels
+decide when they are built whether to trace, so call setup_tracing before building them.
 """
 
 from __future__ import annotations
@@ -64,13 +65,26 @@ def _instrument_http_clients() -> None:
     AioHttpClientInstrumentor().instrument()
 
 
+def tracer_installed() -> bool:
+    """Whether this process records spans (setup_tracing installed the SDK's provider)."""
+    return isinstance(trace.get_tracer_provider(), TracerProvider)
+
+
+# gRPC interceptors run Python on every call (the server one also builds a new handler per call);
+# without a tracer provider their spans are no-ops, so servers and channels built then go without.
+
+
 def server_interceptors() -> list[Any]:
+    if not tracer_installed():
+        return []
     from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
     return [aio_server_interceptor()]
 
 
 def client_interceptors() -> list[Any]:
+    if not tracer_installed():
+        return []
     from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
     return list(aio_client_interceptors())

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import aiohttp
 import anthropic
 import httpx2  # the SDK's HTTP layer: transport errors mid-stream surface as its exceptions
+import orjson
 
 from text_svc.providers.base import (
     ChatCall,
@@ -23,6 +25,7 @@ from text_svc.providers.base import (
     status_error,
 )
 from text_svc.providers.http import JsonClient
+from text_svc.providers.sse import sse_events
 
 ANTHROPIC_VERSION = "2023-06-01"
 _FINISH_REASONS = {
@@ -40,7 +43,8 @@ _STREAM_ERRORS = {
 
 
 class AnthropicAdapter:
-    """Streams through the SDK; whole answers and model lists as plain JSON (see .http)."""
+    """Streams through the SDK (events parsed in .sse); whole answers and model lists as plain
+    JSON (see .http)."""
 
     def __init__(
         self, endpoint: Endpoint, timeout: anthropic.Timeout, http_timeout: aiohttp.ClientTimeout
@@ -94,37 +98,47 @@ class AnthropicAdapter:
         params = self._params(call)
         # This SDK version has no sampling keywords; the API still takes them in the body.
         sampling = {k: params.pop(k) for k in ("temperature", "top_p") if k in params}
-        try:
-            events = await self._client.messages.create(
-                **params, stream=True, extra_body=sampling or None
-            )
-        except (anthropic.APIError, httpx2.HTTPError) as err:
-            raise _provider_error(err) from None
         input_tokens: int | None = None
         output_tokens = 0  # cumulative in each message_delta: the last one counts
         stop_reason: str | None = None
         finished = False
-        try:
-            async for event in events:
-                if event.type == "content_block_delta":
-                    if event.delta.type == "text_delta" and event.delta.text:
-                        yield Delta(event.delta.text)
-                elif event.type == "message_start":
-                    input_tokens = event.message.usage.input_tokens
-                    output_tokens = event.message.usage.output_tokens or 0
-                elif event.type == "message_delta":
-                    output_tokens = event.usage.output_tokens
-                    stop_reason = event.delta.stop_reason or stop_reason
-                elif event.type == "message_stop":
-                    finished = True
-        except (anthropic.APIError, httpx2.HTTPError) as err:
-            raise _provider_error(err, mid_stream=True) from None
-        finally:
-            await events.close()  # on early exit too: closes the upstream connection
+        # The SDK sends the request and raises its typed errors for an error status; the events
+        # are parsed here (see .sse) instead of as one pydantic model per event.
+        async with contextlib.AsyncExitStack() as closing:  # on early exit too: closes upstream
+            try:
+                response = await closing.enter_async_context(
+                    self._client.messages.with_streaming_response.create(
+                        **params, stream=True, extra_body=sampling or None
+                    )
+                )
+            except (anthropic.APIError, httpx2.HTTPError) as err:
+                raise _provider_error(err) from None
+            try:
+                async for kind, data in sse_events(response.iter_bytes()):
+                    if kind == "content_block_delta":
+                        delta = orjson.loads(data)["delta"]
+                        if delta.get("type") == "text_delta" and delta.get("text"):
+                            yield Delta(delta["text"])
+                    elif kind == "message_start":
+                        usage = orjson.loads(data)["message"]["usage"]
+                        input_tokens = usage["input_tokens"]
+                        output_tokens = usage.get("output_tokens") or 0
+                    elif kind == "message_delta":
+                        event = orjson.loads(data)
+                        output_tokens = event["usage"]["output_tokens"]
+                        stop_reason = event["delta"].get("stop_reason") or stop_reason
+                    elif kind == "message_stop":
+                        finished = True
+                    elif kind == "error":
+                        raise _stream_error(data)
+            except (anthropic.APIError, httpx2.HTTPError) as err:
+                raise _provider_error(err, mid_stream=True) from None
+            except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+                raise ProviderError(Failure.ERROR, "the provider sent a malformed event") from None
         if not finished:
             raise ProviderError(Failure.ERROR, "the stream ended before the answer was complete")
-        usage = TokenUsage(input_tokens, output_tokens) if input_tokens is not None else None
-        yield Finish(_FINISH_REASONS.get(stop_reason or "end_turn", "stop"), usage)
+        totals = TokenUsage(input_tokens, output_tokens) if input_tokens is not None else None
+        yield Finish(_FINISH_REASONS.get(stop_reason or "end_turn", "stop"), totals)
 
     async def list_models(self) -> list[ModelInfo]:
         page = await self._http.get("/v1/models?limit=1000")
@@ -139,6 +153,18 @@ class AnthropicAdapter:
         await self._http.aclose()
 
 
+def _stream_error(data: bytes) -> ProviderError:
+    """An `error` event inside a 200 stream: {"type": "error", "error": {"type", "message"}}."""
+    try:
+        error = orjson.loads(data).get("error")
+        kind = str(error.get("type")) if isinstance(error, dict) else ""
+    except (orjson.JSONDecodeError, AttributeError):
+        kind = ""
+    failure = _STREAM_ERRORS.get(kind, Failure.ERROR)
+    named = kind if kind in _STREAM_ERRORS else "an error"
+    return ProviderError(failure, f"the provider reported {named}")
+
+
 def _provider_error(err: Exception, *, mid_stream: bool = False) -> ProviderError:
     if isinstance(err, anthropic.APITimeoutError | httpx2.TimeoutException) and not refused(err):
         return ProviderError(Failure.TIMEOUT, "no answer in time")
@@ -148,11 +174,6 @@ def _provider_error(err: Exception, *, mid_stream: bool = False) -> ProviderErro
         return ProviderError(Failure.UNAVAILABLE, "could not reach the server")
     if isinstance(err, anthropic.APIStatusError):
         body = err.body if isinstance(err.body, Mapping) else {}
-        if err.status_code == 200:  # an `error` event inside the stream
-            kind = str(body.get("type"))
-            failure = _STREAM_ERRORS.get(kind, Failure.ERROR)
-            named = kind if kind in _STREAM_ERRORS else "an error"
-            return ProviderError(failure, f"the provider reported {named}")
         message = body.get("message")
         return status_error(
             err.status_code, err.response.headers, message if isinstance(message, str) else ""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import aiohttp
 import httpx2  # the SDK's HTTP layer: transport errors surface as its exceptions
 import openai
+import orjson
 
 from text_svc.providers.base import (
     ChatCall,
@@ -23,6 +25,7 @@ from text_svc.providers.base import (
     status_error,
 )
 from text_svc.providers.http import JsonClient
+from text_svc.providers.sse import sse_events
 
 # "required but ignored" by servers that take no key; the SDK refuses to start without one.
 PLACEHOLDER_KEY = "not-needed"
@@ -31,7 +34,8 @@ _FINISH_REASONS = {"stop": "stop", "length": "length", "content_filter": "conten
 
 
 class OpenAIAdapter:
-    """Streams through the SDK; whole answers and model lists as plain JSON (see .http)."""
+    """Streams through the SDK (events parsed in .sse); whole answers and model lists as plain
+    JSON (see .http)."""
 
     def __init__(
         self, endpoint: Endpoint, timeout: openai.Timeout, http_timeout: aiohttp.ClientTimeout
@@ -92,27 +96,41 @@ class OpenAIAdapter:
             raise ProviderError(Failure.ERROR, "the answer was not a chat completion") from None
 
     async def stream(self, call: ChatCall) -> AsyncGenerator[Delta | Finish, None]:
-        try:
-            chunks = await self._client.chat.completions.create(
-                **self._params(call), stream=True, stream_options={"include_usage": True}
-            )
-        except (openai.APIError, httpx2.HTTPError) as err:
-            raise _provider_error(err) from None
+        # The SDK sends the request and raises its typed errors for an error status; the events
+        # are parsed here (see .sse) instead of as one pydantic model per chunk.
         finish_reason: str | None = None
         usage: TokenUsage | None = None
-        try:
-            async for chunk in chunks:
-                if chunk.usage is not None:
-                    usage = TokenUsage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-                for choice in chunk.choices:
-                    if choice.delta.content:
-                        yield Delta(choice.delta.content)
-                    if choice.finish_reason:
-                        finish_reason = _FINISH_REASONS.get(choice.finish_reason, "stop")
-        except (openai.APIError, httpx2.HTTPError) as err:
-            raise _provider_error(err, mid_stream=True) from None
-        finally:
-            await chunks.close()  # on early exit too: closes the upstream connection
+        async with contextlib.AsyncExitStack() as closing:  # on early exit too: closes upstream
+            try:
+                response = await closing.enter_async_context(
+                    self._client.chat.completions.with_streaming_response.create(
+                        **self._params(call), stream=True, stream_options={"include_usage": True}
+                    )
+                )
+            except (openai.APIError, httpx2.HTTPError) as err:
+                raise _provider_error(err) from None
+            try:
+                async for _, data in sse_events(response.iter_bytes()):
+                    if data.startswith(b"[DONE]"):
+                        break
+                    chunk = orjson.loads(data)
+                    if "error" in chunk:
+                        raise ProviderError(
+                            Failure.ERROR, "the provider reported an error mid-answer"
+                        )
+                    if chunk.get("usage"):
+                        u = chunk["usage"]
+                        usage = TokenUsage(u["prompt_tokens"], u["completion_tokens"])
+                    for choice in chunk.get("choices") or ():
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            yield Delta(text)
+                        if choice.get("finish_reason"):
+                            finish_reason = _FINISH_REASONS.get(choice["finish_reason"], "stop")
+            except (openai.APIError, httpx2.HTTPError) as err:
+                raise _provider_error(err, mid_stream=True) from None
+            except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+                raise ProviderError(Failure.ERROR, "the provider sent a malformed chunk") from None
         if finish_reason is None:
             raise ProviderError(Failure.ERROR, "the stream ended before the answer was complete")
         yield Finish(finish_reason, usage)
