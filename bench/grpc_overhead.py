@@ -108,6 +108,7 @@ def main() -> None:
         base = f"http://127.0.0.1:{stand_in}" + ("/v1" if args.provider == "openai" else "")
         port = free_port()
         redis_url = os.environ.get("BENCH_REDIS_URL") or os.environ.get("TEST_REDIS_URL") or ""
+        usage_stream = f"bench-overhead-{uuid.uuid4().hex[:6]}"
         stack.spawn(
             "text-svc",
             "text_svc",
@@ -121,7 +122,7 @@ def main() -> None:
                 f"TEXT_SVC_{args.provider.upper()}_BASE_URL": base,
                 f"TEXT_SVC_{args.provider.upper()}_API_KEY": KEY,
                 "TEXT_SVC_REDIS_URL": redis_url,
-                "TEXT_SVC_USAGE_STREAM": f"bench-overhead-{uuid.uuid4().hex[:6]}",
+                "TEXT_SVC_USAGE_STREAM": usage_stream,
             },
         )
         asyncio.run(wait_grpc(port))
@@ -131,6 +132,10 @@ def main() -> None:
         asyncio.run(measure(port, token, MODELS[args.provider], pid, args.n, args.c, args.rpc))
     finally:
         stack.stop()
+        if redis_url:
+            import redis
+
+            redis.Redis.from_url(redis_url).delete(usage_stream)
 
 
 if __name__ == "__main__":
