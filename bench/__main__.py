@@ -442,6 +442,8 @@ def render(r: dict, quick: bool) -> str:
         f"From the end of a member request to its charge in the ledger: p50 {ms(r['settle']['p50'])}, "
         f"p99 {ms(r['settle']['p99'])}.",
         "",
+        "What limits these figures, with the profiles behind it: [performance.md](performance.md).",
+        "",
     ]
     return "\n".join(lines)
 
