@@ -17,11 +17,13 @@ import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import redis.asyncio as aioredis
 import uvloop
+from pydantic import SecretStr
 
 from billing_svc import db
 from billing_svc.config import Settings
@@ -55,8 +57,8 @@ async def run_bench(
     database_url = _with_database(admin_database_url, name)
     prefix = f"bench:{uuid.uuid4().hex[:8]}:"
     settings = Settings(
-        database_url=database_url,
-        redis_url=redis_url,
+        database_url=SecretStr(database_url),
+        redis_url=SecretStr(redis_url),
         usage_stream=f"{prefix}usage-events",
         consumer_group=f"{prefix}billing",
         dead_letter_stream=f"{prefix}usage-events-dead",
@@ -73,7 +75,7 @@ async def run_bench(
         for i in range(0, len(batch), 1_000):
             async with redis.pipeline(transaction=False) as pipe:
                 for event in batch[i : i + 1_000]:
-                    pipe.xadd(settings.usage_stream, event.to_fields())
+                    pipe.xadd(settings.usage_stream, dict[Any, Any](event.to_fields()))
                 await pipe.execute()
         consumer = UsageConsumer(settings, pool, PriceBook(settings.price_cache_s), redis)
         started = time.perf_counter()

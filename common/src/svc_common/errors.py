@@ -154,7 +154,7 @@ def from_rpc_error(err: grpc.aio.AioRpcError) -> RemoteError:
 
 
 def reraise(err: RemoteError) -> ServiceError:
-    """The same failure as a ServiceError, to pass a downstream error on to this service's caller."""
+    """The same failure as a ServiceError, to pass a downstream error on to our own caller."""
     cls = _BY_CODE.get(err.code, Internal)
     if cls is Internal and err.code != grpc.StatusCode.INTERNAL:
         return Unavailable(err.message or err.code.name, reason=err.reason or UPSTREAM_UNAVAILABLE)

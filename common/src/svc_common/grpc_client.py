@@ -8,7 +8,7 @@ import grpc
 
 from svc_common.telemetry import client_interceptors
 
-# Only UNAVAILABLE is retried: the call never reached a handler, so nothing can have been done twice.
+# Only UNAVAILABLE is retried: the call never reached a handler, so nothing was done twice.
 _SERVICE_CONFIG = json.dumps(
     {
         "methodConfig": [
