@@ -243,6 +243,8 @@ def write_stack_env(database_url: str, redis_url: str, encryption_key: str) -> N
         "SETTINGS_SVC_ENCRYPTION_KEYS": encryption_key,
         "BILLING_SVC_DATABASE_URL": database_url,
         "BILLING_SVC_REDIS_URL": redis_url,
+        # A grant that opens an account gives the same welcome credits the service would.
+        "BILLING_SVC_STARTING_BALANCE_MICROS": str(STARTING_BALANCE_MICROS),
     }
     path = STATE_DIR / "stack.env"
     path.touch(mode=0o600)
