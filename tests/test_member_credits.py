@@ -66,6 +66,9 @@ async def test_concurrent_requests_never_overspend(
     platform = slow_platform
     hold = await hold_for_one_request(platform, database_url)
     platform.openai.reset()
+    # Each answer of the burst takes ~4 s: every request takes its hold (or is refused) long
+    # before the first one settles and returns its unused credits, even on a loaded machine.
+    platform.openai.set_behaviour(token_delay_s=0.2)
     await platform.grant("alice", 10 * hold)
     client = platform.client("alice", timeout=60)
 
