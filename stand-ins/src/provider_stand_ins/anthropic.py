@@ -20,7 +20,7 @@ from provider_stand_ins.app import (
     StreamEncoder,
     format_seconds,
 )
-from provider_stand_ins.behaviour import Behaviour, reply_pieces, reply_text
+from provider_stand_ins.behaviour import Behaviour, read_prompt, reply_pieces, reply_text
 from provider_stand_ins.state import COMPLETED, REJECTED, RequestRecord
 
 DEFAULT_MODELS = (
@@ -98,33 +98,9 @@ class MessagesRequest:
         self.model: str = body["model"]
         self.max_tokens: int = body["max_tokens"]
         self.stream = body.get("stream") is True
-        self.images = 0
-        self.prompt = ""
-        tokens = len(self._text_of(body.get("system")).split())
-        for message in body["messages"]:
-            if not isinstance(message, dict):
-                continue
-            text = self._text_of(message.get("content"))
-            tokens += len(text.split())
-            if message.get("role") == "user":
-                self.prompt = text
-        self.prompt_tokens = tokens
-
-    def _text_of(self, content: Any) -> str:
-        if isinstance(content, str):
-            return content
-        if not isinstance(content, list):
-            return ""
-        texts = []
-        for block in content:
-            if not isinstance(block, dict):
-                continue
-            kind = block.get("type")
-            if kind == "text":
-                texts.append(str(block.get("text", "")))
-            elif kind == "image":
-                self.images += 1
-        return " ".join(texts)
+        self.prompt, self.prompt_tokens, self.images = read_prompt(
+            body["messages"], "image", system=body.get("system")
+        )
 
 
 def _validation_error(body: Any) -> str | None:

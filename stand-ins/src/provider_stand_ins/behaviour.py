@@ -105,3 +105,40 @@ def reply_text(prompt: str, count: int) -> str:
 def count_words(text: str) -> int:
     """Token count of a text: its whitespace-separated words."""
     return len(text.split())
+
+
+def read_prompt(messages: Any, image_part: str, system: Any = None) -> tuple[str, int, int]:
+    """(last user text, prompt tokens, images) of a chat's messages, in any provider's shape.
+
+    Content is a string or a list of parts; `image_part` names the provider's image part type
+    ("image_url" for OpenAI, "image" for Anthropic). Tokens are words, as in every reply.
+    """
+    images = 0
+
+    def text_of(content: Any) -> str:
+        nonlocal images
+        if isinstance(content, str):
+            return content
+        if not isinstance(content, list):
+            return ""
+        texts = []
+        for part in content:
+            if not isinstance(part, dict):
+                continue
+            kind = part.get("type")
+            if kind == "text":
+                texts.append(str(part.get("text", "")))
+            elif kind == image_part:
+                images += 1
+        return " ".join(texts)
+
+    prompt = ""
+    tokens = len(text_of(system).split())
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        text = text_of(message.get("content"))
+        tokens += len(text.split())
+        if message.get("role") == "user":
+            prompt = text
+    return prompt, tokens, images

@@ -21,7 +21,7 @@ from provider_stand_ins.app import (
     StreamEncoder,
     format_seconds,
 )
-from provider_stand_ins.behaviour import reply_pieces, reply_text
+from provider_stand_ins.behaviour import read_prompt, reply_pieces, reply_text
 from provider_stand_ins.state import COMPLETED, REJECTED, RequestRecord
 
 DEFAULT_MODELS = (
@@ -87,34 +87,8 @@ class ChatRequest:
         self.include_usage = bool(self.stream and options and options.get("include_usage"))
         limit = body.get("max_completion_tokens")
         self.max_tokens: int | None = body.get("max_tokens") if limit is None else limit
-        self.images = 0
-        self.prompt = ""
-        tokens = 0
-        for message in messages:
-            if not isinstance(message, dict):
-                continue
-            text = self._text_of(message.get("content"))
-            tokens += len(text.split())
-            if message.get("role") == "user":
-                self.prompt = text
-        self.prompt_tokens = tokens
-
-    def _text_of(self, content: Any) -> str:
-        if isinstance(content, str):
-            return content
-        if not isinstance(content, list):
-            return ""
-        texts = []
-        for part in content:
-            if not isinstance(part, dict):
-                continue
-            kind = part.get("type")
-            if kind == "text":
-                texts.append(str(part.get("text", "")))
-            elif kind == "image_url":
-                # Both {"image_url": {"url": ...}} and Ollama's {"image_url": "..."}.
-                self.images += 1
-        return " ".join(texts)
+        # image_url parts count in both forms: {"url": ...} and Ollama's plain string.
+        self.prompt, self.prompt_tokens, self.images = read_prompt(messages, "image_url")
 
 
 def _validation_error(body: Any) -> tuple[int, dict[str, Any]] | None:
