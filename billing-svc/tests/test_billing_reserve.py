@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
+from typing import Any
 
 import asyncpg
 import grpc
@@ -101,8 +102,121 @@ async def test_another_users_request_id_is_refused(billing: Billing) -> None:
     await billing.reserve(alice, "shared-id")
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await billing.reserve(bob, "shared-id")
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # One refusal for every reuse that is not a retry of the same call (issue 7).
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert (await billing.balance(bob)).balance_micros == WORST_CASE_MICROS
+
+
+async def assert_refused_and_unchanged(
+    billing: Billing, user_id: str, hold_id: str, **call: Any
+) -> None:
+    before = await billing.balance(user_id)
+    holds = await billing.pool.fetch(
+        "SELECT hold_id, status, amount_micros FROM billing.holds ORDER BY hold_id"
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await billing.reserve(user_id, hold_id, **call)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "mint a new request_id" in (err.value.details() or "")
+    assert await billing.balance(user_id) == before
+    assert (
+        await billing.pool.fetch(
+            "SELECT hold_id, status, amount_micros FROM billing.holds ORDER BY hold_id"
+        )
+        == holds
+    )
+    await billing.assert_consistent(user_id)
+
+
+async def test_a_settled_hold_is_never_handed_back(billing: Billing) -> None:
+    alice = user()
+    await billing.grant(alice, 5 * WORST_CASE_MICROS)
+    hold = await billing.reserve(alice, "req-1")
+    await billing.publish(usage_event(alice, event_id=hold.hold_id, hold_id=hold.hold_id))
+    await billing.wait_applied(alice, 1)
+
+    # Before issue 7 this returned the settled hold, and the request ran without one.
+    await assert_refused_and_unchanged(billing, alice, "req-1")
+
+
+async def test_a_released_hold_is_never_handed_back(billing: Billing) -> None:
+    alice = user()
+    await billing.grant(alice, 5 * WORST_CASE_MICROS)
+    hold = await billing.reserve(alice, "req-1")
+    await billing.stub.Release(
+        billing_pb2.ReleaseRequest(hold_id=hold.hold_id),
+        metadata=billing.as_user(alice),
+        timeout=10,
+    )
+    await assert_refused_and_unchanged(billing, alice, "req-1")
+
+
+async def test_an_open_hold_of_another_call_is_never_handed_back(billing: Billing) -> None:
+    alice = user()
+    await billing.grant(alice, 50 * WORST_CASE_MICROS)
+    first = await billing.reserve(alice, "req-1")
+    await assert_refused_and_unchanged(billing, alice, "req-1", output_tokens=50_000)
+    await assert_refused_and_unchanged(billing, alice, "req-1", model="gpt-4o")
+    await assert_refused_and_unchanged(
+        billing, alice, "req-1", backend_type=common_pb2.BACKEND_TYPE_MULTIMODAL
+    )
+    # A plain retry of the identical call still gets its hold back.
+    assert await billing.reserve(alice, "req-1") == first
+
+
+async def test_an_id_that_already_names_usage_is_refused(billing: Billing) -> None:
+    alice = user()
+    await billing.grant(alice, 5 * WORST_CASE_MICROS)
+    # A BYOK request's usage (no hold): a hold with its id would never be settled, since the
+    # hold's own usage event would be dropped as a duplicate.
+    await billing.publish(usage_event(alice, event_id="used-1", mode="byok"))
+    await billing.wait_applied(alice, 1)
+    await assert_refused_and_unchanged(billing, alice, "used-1")
+
+
+async def test_the_hold_covers_the_costliest_route(billing: Billing) -> None:
+    alice = user()
+    await billing.grant(alice, 1_000_000)
+    # gpt-4o: 2.50 credits per 1M input tokens, 10.00 per 1M output tokens.
+    gpt_4o = 2_500 + 10_000
+    hold = await billing.stub.Reserve(
+        billing_pb2.ReserveRequest(
+            request_id="req-1",
+            backend_type=common_pb2.BACKEND_TYPE_TEXT,
+            provider="openai",
+            model="gpt-4o-mini",
+            worst_case=common_pb2.Usage(input_tokens=1_000, output_tokens=1_000),
+            alternatives=[billing_pb2.Route(provider="openai", model="gpt-4o")],
+        ),
+        metadata=billing.as_user(alice),
+        timeout=10,
+    )
+    assert hold.amount_micros == gpt_4o
+    assert (await billing.balance(alice)).held_micros == gpt_4o
+
+
+async def test_a_route_without_a_price_refuses_the_hold(billing: Billing) -> None:
+    alice = user()
+    await billing.grant(alice, 1_000_000)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await billing.stub.Reserve(
+            billing_pb2.ReserveRequest(
+                request_id="req-1",
+                backend_type=common_pb2.BACKEND_TYPE_TEXT,
+                provider="openai",
+                model="gpt-4o-mini",
+                worst_case=common_pb2.Usage(input_tokens=1_000, output_tokens=1_000),
+                alternatives=[billing_pb2.Route(provider="openai", model="gpt-unpriced")],
+            ),
+            metadata=billing.as_user(alice),
+            timeout=10,
+        )
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert err.value.details() == (
+        "no price for openai/gpt-unpriced; member mode is not available for it, so it cannot be"
+        " the fallback of a member request: choose a priced fallback model or none"
+    )
+    assert await billing.balance(alice) == billing_pb2.Balance(balance_micros=1_000_000)
 
 
 async def test_a_model_without_a_price_is_not_available_in_member_mode(billing: Billing) -> None:

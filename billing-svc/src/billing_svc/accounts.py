@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from billing_svc.prices import format_credits
-from svc_common.errors import InsufficientCredits, InvalidArgument, NotFound
+from svc_common.errors import FailedPrecondition, InsufficientCredits, InvalidArgument, NotFound
 
 # Ledger ids of rows that are not usage events; a request id may not look like one of them.
 GRANT_PREFIX = "grant:"
@@ -84,7 +84,9 @@ async def ensure_accounts(
 
 # The common path of Reserve in one statement, so one round trip and one (implicit) transaction:
 # debit the account, guarded by the balance, and insert the hold; both or neither. No row: the
-# hold exists already, the account does not, or its balance is short (the slow path tells which).
+# hold id is taken already (by a hold, or by a usage event that would make this hold's own event
+# a duplicate that never settles it), the account does not exist, or its balance is short (the
+# slow path tells which).
 # A concurrent Reserve with the same request id can pass the NOT EXISTS and then collide on the
 # hold's primary key: the unique violation aborts the whole statement, debit included.
 _RESERVE = """
@@ -92,6 +94,7 @@ WITH debit AS (
     UPDATE billing.accounts SET available_micros = available_micros - $3, updated_at = now()
      WHERE user_id = $2 AND available_micros >= $3
        AND NOT EXISTS (SELECT FROM billing.holds WHERE hold_id = $1)
+       AND NOT EXISTS (SELECT FROM billing.ledger WHERE event_id = $1)
     RETURNING available_micros
 ), hold AS (
     INSERT INTO billing.holds
@@ -103,8 +106,8 @@ SELECT debit.available_micros, hold.expires_at FROM debit, hold
 """
 
 _EXISTING_HOLD = """
-SELECT h.user_id, h.amount_micros, extract(epoch FROM h.expires_at)::bigint AS expires_at,
-       a.available_micros
+SELECT h.user_id, h.amount_micros, h.status, h.backend_type, h.provider, h.model,
+       extract(epoch FROM h.expires_at)::bigint AS expires_at, a.available_micros
   FROM billing.holds h JOIN billing.accounts a USING (user_id)
  WHERE h.hold_id = $1
 """
@@ -122,7 +125,10 @@ async def reserve(
     ttl_s: int,
     starting_balance_micros: int,
 ) -> Hold:
-    """Hold `amount_micros` for the request; idempotent per request id."""
+    """Hold `amount_micros` for the request.
+
+    A repeat of the same call (a retry after a lost answer) gets the same hold back; any other
+    use of an existing hold id is refused (see `_existing_hold`)."""
     if request_id.startswith(RESERVED_PREFIXES):
         raise InvalidArgument(
             f"request_id must not start with {', '.join(RESERVED_PREFIXES)}", param="request_id"
@@ -138,7 +144,9 @@ async def reserve(
             if row is not None:
                 return Hold(request_id, amount_micros, row["available_micros"], row["expires_at"])
             # No hold taken: the hold exists already, the account does not, or it is short.
-            existing = await _existing_hold(conn, request_id, user_id)
+            existing = await _existing_hold(
+                conn, request_id, user_id, amount_micros, backend_type, provider, model
+            )
             if existing is not None:
                 return existing
             if account_checked:
@@ -156,14 +164,39 @@ async def reserve(
     )
 
 
-async def _existing_hold(conn: asyncpg.Connection, hold_id: str, user_id: str) -> Hold | None:
+def _hold_id_taken() -> FailedPrecondition:
+    # Says nothing of the hold or usage behind the id: it may be another user's.
+    return FailedPrecondition(
+        "request_id names a hold or usage of another request: mint a new request_id for every"
+        " request",
+        param="request_id",
+    )
+
+
+async def _existing_hold(
+    conn: asyncpg.Connection,
+    hold_id: str,
+    user_id: str,
+    amount_micros: int,
+    backend_type: str,
+    provider: str,
+    model: str,
+) -> Hold | None:
+    """The hold `hold_id` when it is still open and was taken by this same call, None when there
+    is none; a hold that is settled, released or expired, or that another call took (another
+    user, amount or route), is refused: handing it back would let a request run unpaid."""
     row = await conn.fetchrow(_EXISTING_HOLD, hold_id)
     if row is None:
+        if await conn.fetchval("SELECT true FROM billing.ledger WHERE event_id = $1", hold_id):
+            raise _hold_id_taken()
         return None
-    if row["user_id"] != user_id:
-        raise InvalidArgument(
-            "request_id is already used by another request; send a new one", param="request_id"
-        )
+    same_call = (
+        row["user_id"] == user_id
+        and row["amount_micros"] == amount_micros
+        and (row["backend_type"], row["provider"], row["model"]) == (backend_type, provider, model)
+    )
+    if row["status"] != "open" or not same_call:
+        raise _hold_id_taken()
     return Hold(hold_id, row["amount_micros"], row["available_micros"], row["expires_at"])
 
 

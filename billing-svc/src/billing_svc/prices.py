@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -102,6 +102,25 @@ class PriceTable:
                 )
             total += price.cost(units.images)
         return total
+
+    def costliest(self, routes: Sequence[tuple[str, str]], units: Units) -> int:
+        """The cost of `units` on the dearest of `routes` ((provider, model), the primary first).
+
+        A hold must cover whichever route the request ends up taking, so every route needs a
+        price: UnknownPrice names the first that has none (and says when it is a fallback).
+        """
+        costs = []
+        for i, (provider, model) in enumerate(routes):
+            try:
+                costs.append(self.cost(provider, model, units))
+            except UnknownPrice as exc:
+                if i == 0:
+                    raise
+                raise UnknownPrice(
+                    f"{exc}, so it cannot be the fallback of a member request:"
+                    " choose a priced fallback model or none"
+                ) from None
+        return max(costs)
 
 
 def _image_price(prices: ModelPrices, size: str, quality: str) -> UnitPrice | None:

@@ -20,6 +20,8 @@ BACKEND_TYPE_NAMES = {
 }
 BACKEND_TYPE_VALUES = {name: value for value, name in BACKEND_TYPE_NAMES.items()}
 MODE_VALUES = {"member": common_pb2.MODE_MEMBER, "byok": common_pb2.MODE_BYOK}
+# A request's primary route plus its fallbacks; text-svc sends at most one fallback.
+MAX_ALTERNATIVE_ROUTES = 4
 
 
 class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
@@ -34,7 +36,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         user_id = caller(context).require_user()
         if not request.request_id:
             raise InvalidArgument(
-                "request_id is required (it makes Reserve idempotent)", param="request_id"
+                "request_id is required (the hold id, minted for this request)", param="request_id"
             )
         backend_type = BACKEND_TYPE_NAMES.get(request.backend_type)
         if backend_type is None:
@@ -44,11 +46,23 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         worst = request.worst_case
         if min(worst.input_tokens, worst.output_tokens, worst.images) < 0:
             raise InvalidArgument("worst_case units must not be negative", param="worst_case")
+        if len(request.alternatives) > MAX_ALTERNATIVE_ROUTES:
+            raise InvalidArgument(
+                f"at most {MAX_ALTERNATIVE_ROUTES} alternative routes are allowed",
+                param="alternatives",
+            )
+        routes = [(request.provider, request.model)]
+        for alternative in request.alternatives:
+            if not alternative.provider or not alternative.model:
+                raise InvalidArgument(
+                    "every alternative route needs a provider and a model", param="alternatives"
+                )
+            routes.append((alternative.provider, alternative.model))
         prices = await self._prices.current(self._pool)
         try:
-            amount = prices.cost(
-                request.provider,
-                request.model,
+            # The request may end on any of its routes: hold for the dearest.
+            amount = prices.costliest(
+                routes,
                 Units(
                     input_tokens=worst.input_tokens,
                     output_tokens=worst.output_tokens,

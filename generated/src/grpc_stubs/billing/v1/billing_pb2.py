@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from grpc_stubs.common.v1 import common_pb2 as common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x62illing/v1/billing.proto\x12\nbilling.v1\x1a\x16\x63ommon/v1/common.proto\"\x99\x01\n\x0eReserveRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12,\n\x0c\x62\x61\x63kend_type\x18\x02 \x01(\x0e\x32\x16.common.v1.BackendType\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12$\n\nworst_case\x18\x05 \x01(\x0b\x32\x10.common.v1.Usage\"e\n\x0fReserveResponse\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x15\n\ramount_micros\x18\x02 \x01(\x03\x12\x16\n\x0e\x62\x61lance_micros\x18\x03 \x01(\x03\x12\x12\n\nexpires_at\x18\x04 \x01(\x03\"!\n\x0eReleaseRequest\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\")\n\x0fReleaseResponse\x12\x16\n\x0e\x62\x61lance_micros\x18\x01 \x01(\x03\"\x13\n\x11GetBalanceRequest\"6\n\x07\x42\x61lance\x12\x16\n\x0e\x62\x61lance_micros\x18\x01 \x01(\x03\x12\x13\n\x0bheld_micros\x18\x02 \x01(\x03\"d\n\x10ListUsageRequest\x12,\n\x0c\x62\x61\x63kend_type\x18\x01 \x01(\x0e\x32\x16.common.v1.BackendType\x12\x11\n\tfrom_unix\x18\x02 \x01(\x03\x12\x0f\n\x07to_unix\x18\x03 \x01(\x03\"\xde\x01\n\nUsageTotal\x12,\n\x0c\x62\x61\x63kend_type\x18\x01 \x01(\x0e\x32\x16.common.v1.BackendType\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x1d\n\x04mode\x18\x04 \x01(\x0e\x32\x0f.common.v1.Mode\x12\x10\n\x08requests\x18\x05 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x06 \x01(\x03\x12\x15\n\routput_tokens\x18\x07 \x01(\x03\x12\x0e\n\x06images\x18\x08 \x01(\x03\x12\x13\n\x0b\x63ost_micros\x18\t \x01(\x03\";\n\x11ListUsageResponse\x12&\n\x06totals\x18\x01 \x03(\x0b\x32\x16.billing.v1.UsageTotal\"X\n\x0cGrantRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\ramount_micros\x18\x02 \x01(\x03\x12\x10\n\x08grant_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\'\n\rGrantResponse\x12\x16\n\x0e\x62\x61lance_micros\x18\x01 \x01(\x03\x32\xe2\x02\n\x0e\x42illingService\x12\x42\n\x07Reserve\x12\x1a.billing.v1.ReserveRequest\x1a\x1b.billing.v1.ReserveResponse\x12\x42\n\x07Release\x12\x1a.billing.v1.ReleaseRequest\x1a\x1b.billing.v1.ReleaseResponse\x12@\n\nGetBalance\x12\x1d.billing.v1.GetBalanceRequest\x1a\x13.billing.v1.Balance\x12H\n\tListUsage\x12\x1c.billing.v1.ListUsageRequest\x1a\x1d.billing.v1.ListUsageResponse\x12<\n\x05Grant\x12\x18.billing.v1.GrantRequest\x1a\x19.billing.v1.GrantResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x62illing/v1/billing.proto\x12\nbilling.v1\x1a\x16\x63ommon/v1/common.proto\"\xc2\x01\n\x0eReserveRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12,\n\x0c\x62\x61\x63kend_type\x18\x02 \x01(\x0e\x32\x16.common.v1.BackendType\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12$\n\nworst_case\x18\x05 \x01(\x0b\x32\x10.common.v1.Usage\x12\'\n\x0c\x61lternatives\x18\x06 \x03(\x0b\x32\x11.billing.v1.Route\"(\n\x05Route\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\"e\n\x0fReserveResponse\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x15\n\ramount_micros\x18\x02 \x01(\x03\x12\x16\n\x0e\x62\x61lance_micros\x18\x03 \x01(\x03\x12\x12\n\nexpires_at\x18\x04 \x01(\x03\"!\n\x0eReleaseRequest\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\")\n\x0fReleaseResponse\x12\x16\n\x0e\x62\x61lance_micros\x18\x01 \x01(\x03\"\x13\n\x11GetBalanceRequest\"6\n\x07\x42\x61lance\x12\x16\n\x0e\x62\x61lance_micros\x18\x01 \x01(\x03\x12\x13\n\x0bheld_micros\x18\x02 \x01(\x03\"d\n\x10ListUsageRequest\x12,\n\x0c\x62\x61\x63kend_type\x18\x01 \x01(\x0e\x32\x16.common.v1.BackendType\x12\x11\n\tfrom_unix\x18\x02 \x01(\x03\x12\x0f\n\x07to_unix\x18\x03 \x01(\x03\"\xde\x01\n\nUsageTotal\x12,\n\x0c\x62\x61\x63kend_type\x18\x01 \x01(\x0e\x32\x16.common.v1.BackendType\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x1d\n\x04mode\x18\x04 \x01(\x0e\x32\x0f.common.v1.Mode\x12\x10\n\x08requests\x18\x05 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x06 \x01(\x03\x12\x15\n\routput_tokens\x18\x07 \x01(\x03\x12\x0e\n\x06images\x18\x08 \x01(\x03\x12\x13\n\x0b\x63ost_micros\x18\t \x01(\x03\";\n\x11ListUsageResponse\x12&\n\x06totals\x18\x01 \x03(\x0b\x32\x16.billing.v1.UsageTotal\"X\n\x0cGrantRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\ramount_micros\x18\x02 \x01(\x03\x12\x10\n\x08grant_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\'\n\rGrantResponse\x12\x16\n\x0e\x62\x61lance_micros\x18\x01 \x01(\x03\x32\xe2\x02\n\x0e\x42illingService\x12\x42\n\x07Reserve\x12\x1a.billing.v1.ReserveRequest\x1a\x1b.billing.v1.ReserveResponse\x12\x42\n\x07Release\x12\x1a.billing.v1.ReleaseRequest\x1a\x1b.billing.v1.ReleaseResponse\x12@\n\nGetBalance\x12\x1d.billing.v1.GetBalanceRequest\x1a\x13.billing.v1.Balance\x12H\n\tListUsage\x12\x1c.billing.v1.ListUsageRequest\x1a\x1d.billing.v1.ListUsageResponse\x12<\n\x05Grant\x12\x18.billing.v1.GrantRequest\x1a\x19.billing.v1.GrantResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,27 +33,29 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'billing.v1.billing_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RESERVEREQUEST']._serialized_start=65
-  _globals['_RESERVEREQUEST']._serialized_end=218
-  _globals['_RESERVERESPONSE']._serialized_start=220
-  _globals['_RESERVERESPONSE']._serialized_end=321
-  _globals['_RELEASEREQUEST']._serialized_start=323
-  _globals['_RELEASEREQUEST']._serialized_end=356
-  _globals['_RELEASERESPONSE']._serialized_start=358
-  _globals['_RELEASERESPONSE']._serialized_end=399
-  _globals['_GETBALANCEREQUEST']._serialized_start=401
-  _globals['_GETBALANCEREQUEST']._serialized_end=420
-  _globals['_BALANCE']._serialized_start=422
-  _globals['_BALANCE']._serialized_end=476
-  _globals['_LISTUSAGEREQUEST']._serialized_start=478
-  _globals['_LISTUSAGEREQUEST']._serialized_end=578
-  _globals['_USAGETOTAL']._serialized_start=581
-  _globals['_USAGETOTAL']._serialized_end=803
-  _globals['_LISTUSAGERESPONSE']._serialized_start=805
-  _globals['_LISTUSAGERESPONSE']._serialized_end=864
-  _globals['_GRANTREQUEST']._serialized_start=866
-  _globals['_GRANTREQUEST']._serialized_end=954
-  _globals['_GRANTRESPONSE']._serialized_start=956
-  _globals['_GRANTRESPONSE']._serialized_end=995
-  _globals['_BILLINGSERVICE']._serialized_start=998
-  _globals['_BILLINGSERVICE']._serialized_end=1352
+  _globals['_RESERVEREQUEST']._serialized_end=259
+  _globals['_ROUTE']._serialized_start=261
+  _globals['_ROUTE']._serialized_end=301
+  _globals['_RESERVERESPONSE']._serialized_start=303
+  _globals['_RESERVERESPONSE']._serialized_end=404
+  _globals['_RELEASEREQUEST']._serialized_start=406
+  _globals['_RELEASEREQUEST']._serialized_end=439
+  _globals['_RELEASERESPONSE']._serialized_start=441
+  _globals['_RELEASERESPONSE']._serialized_end=482
+  _globals['_GETBALANCEREQUEST']._serialized_start=484
+  _globals['_GETBALANCEREQUEST']._serialized_end=503
+  _globals['_BALANCE']._serialized_start=505
+  _globals['_BALANCE']._serialized_end=559
+  _globals['_LISTUSAGEREQUEST']._serialized_start=561
+  _globals['_LISTUSAGEREQUEST']._serialized_end=661
+  _globals['_USAGETOTAL']._serialized_start=664
+  _globals['_USAGETOTAL']._serialized_end=886
+  _globals['_LISTUSAGERESPONSE']._serialized_start=888
+  _globals['_LISTUSAGERESPONSE']._serialized_end=947
+  _globals['_GRANTREQUEST']._serialized_start=949
+  _globals['_GRANTREQUEST']._serialized_end=1037
+  _globals['_GRANTRESPONSE']._serialized_start=1039
+  _globals['_GRANTRESPONSE']._serialized_end=1078
+  _globals['_BILLINGSERVICE']._serialized_start=1081
+  _globals['_BILLINGSERVICE']._serialized_end=1435
 # @@protoc_insertion_point(module_scope)

@@ -8,18 +8,28 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ReserveRequest(_message.Message):
-    __slots__ = ("request_id", "backend_type", "provider", "model", "worst_case")
+    __slots__ = ("request_id", "backend_type", "provider", "model", "worst_case", "alternatives")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     BACKEND_TYPE_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     WORST_CASE_FIELD_NUMBER: _ClassVar[int]
+    ALTERNATIVES_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     backend_type: _common_pb2.BackendType
     provider: str
     model: str
     worst_case: _common_pb2.Usage
-    def __init__(self, request_id: _Optional[str] = ..., backend_type: _Optional[_Union[_common_pb2.BackendType, str]] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., worst_case: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ...) -> None: ...
+    alternatives: _containers.RepeatedCompositeFieldContainer[Route]
+    def __init__(self, request_id: _Optional[str] = ..., backend_type: _Optional[_Union[_common_pb2.BackendType, str]] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., worst_case: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., alternatives: _Optional[_Iterable[_Union[Route, _Mapping]]] = ...) -> None: ...
+
+class Route(_message.Message):
+    __slots__ = ("provider", "model")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    model: str
+    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
 class ReserveResponse(_message.Message):
     __slots__ = ("hold_id", "amount_micros", "balance_micros", "expires_at")

@@ -65,7 +65,11 @@ class BillingServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Reserve(self, request, context):
-        """Idempotent per request_id: a repeated Reserve returns the hold already taken.
+        """Holds the worst case of the costliest route the request may take. request_id is minted by
+        the calling service for this one request (never a client's id). A repeated Reserve returns
+        the hold already taken only while it is open and was taken by the same call (same user,
+        backend type, provider, model and amount); any other reuse of the id is FAILED_PRECONDITION
+        and changes nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
