@@ -319,6 +319,14 @@ BAD_BASE_URLS = [
     "http://user:pw@93.184.215.14/",
     "http://no-such-host.invalid/",
     "http:///nohost",
+    # IPv6 transition spellings of loopback and metadata addresses (issue 7, item 8)
+    "http://[::127.0.0.1]/",
+    "http://[::7f00:1]:11434",
+    "http://[2002:7f00:1::]/",
+    "http://[2002:a9fe:a9fe::]/",
+    "http://[64:ff9b:1::a9fe:a9fe]/",
+    "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",
+    "http://0177.0.0.1:11434",
 ]
 
 
