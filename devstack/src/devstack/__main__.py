@@ -3,15 +3,18 @@
 Postgres and Redis come from DATABASE_URL / REDIS_URL when set, else embedded servers under
 .devstack/. Providers are the real ones when their keys are set (OPENAI_API_KEY,
 ANTHROPIC_API_KEY), else the offline demo provider (the provider stand-ins, which answer any key).
-Each service runs as its own process, as in production; Ctrl-C stops them all.
+Each service runs as its own process, as in production; one that crashes is started again (see
+devstack.supervisor). The embedded Redis keeps its data in an append-only file, fsynced on every
+write, so usage events published but not yet applied survive a crash or a restart of the stack.
+Ctrl-C (or SIGTERM) stops them all.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,6 +23,7 @@ import httpx
 
 from devstack.embedded import EmbeddedPostgres, EmbeddedRedis
 from devstack.secrets import STATE_DIR, dev_secrets
+from devstack.supervisor import Supervisor
 from devstack.token import mint
 
 STARTING_BALANCE_MICROS = 10_000_000  # 10 credits for every new dev user
@@ -31,39 +35,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class StopRequested(Exception):
+    """Ctrl-C or SIGTERM arrived: stop the stack."""
+
+
 class Stack:
     def __init__(self, logs: Path = STATE_DIR / "logs") -> None:
-        self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.supervisor = Supervisor(logs)
         self.embedded: list[EmbeddedPostgres | EmbeddedRedis] = []
         self.logs = logs
-        self.logs.mkdir(parents=True, exist_ok=True)
+        self.stop_requested = False
 
     def spawn(self, name: str, module: str, env: dict[str, str], *args: str) -> None:
-        log = open(self.logs / f"{name}.log", "ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.processes.append((name, process))
+        self.supervisor.spawn(name, module, env, *args)
 
-    def check_alive(self) -> None:
-        for name, process in self.processes:
-            if process.poll() is not None:
-                raise SystemExit(
-                    f"{name} exited with {process.returncode}; see {self.logs / (name + '.log')}"
-                )
+    def watch(self) -> None:
+        """Restart crashed services; StopRequested once a stop signal has arrived."""
+        if self.stop_requested:
+            raise StopRequested
+        self.supervisor.supervise()
 
     def stop(self) -> None:
-        for _, process in reversed(self.processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for _, process in reversed(self.processes):
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        self.supervisor.stop()
         for server in reversed(self.embedded):
             server.stop()
 
@@ -71,7 +64,7 @@ class Stack:
 def wait_ready(stack: Stack, url: str, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        stack.check_alive()
+        stack.watch()
         try:
             if httpx.get(url, timeout=1.0).status_code == 200:
                 return
@@ -82,7 +75,15 @@ def wait_ready(stack: Stack, url: str, timeout: float = 180.0) -> None:
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="devstack: %(message)s", stream=sys.stderr)
     stack = Stack()
+
+    # From the first moment, so that a stop during start-up still stops what was started.
+    def on_signal(*_: object) -> None:
+        stack.stop_requested = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     secrets_ = dev_secrets()
     try:
         database_url = os.environ.get("DATABASE_URL")
@@ -92,7 +93,8 @@ def main() -> None:
             database_url = pg.url
         redis_url = os.environ.get("REDIS_URL")
         if not redis_url:
-            redis = EmbeddedRedis(STATE_DIR / "redis")
+            # Persistent: events published but not yet applied must outlive the process.
+            redis = EmbeddedRedis(STATE_DIR / "redis", persist=True)
             stack.embedded.append(redis)
             redis_url = redis.url
 
@@ -166,6 +168,10 @@ def main() -> None:
                 database_url=database_url,
                 redis_url=redis_url,
                 starting_balance_micros=str(STARTING_BALANCE_MICROS),
+                # One consumer name across restarts: a restarted billing-svc re-reads the entries
+                # its predecessor read but had not acknowledged at once, instead of waiting
+                # claim_idle_ms for XAUTOCLAIM to hand them over.
+                consumer_name="devstack-billing-svc",
             ),
         )
         stack.spawn(
@@ -184,13 +190,13 @@ def main() -> None:
             },
         )
         host = os.environ.get("GATEWAY_HOST", "127.0.0.1")
-        port = os.environ.get("GATEWAY_PORT", "8080")
+        gateway_port = os.environ.get("GATEWAY_PORT", "8080")
         stack.spawn(
             "gateway",
             "gateway",
             {
                 "GATEWAY_HOST": host,
-                "GATEWAY_PORT": port,
+                "GATEWAY_PORT": gateway_port,
                 "GATEWAY_ENVIRONMENT": "development",
                 "GATEWAY_JWT_HS256_SECRET": secrets_["jwt_hs256_secret"],
                 "GATEWAY_TEXT_TARGET": f"127.0.0.1:{text_port}",
@@ -199,7 +205,7 @@ def main() -> None:
                 "GATEWAY_SERVICE_TOKEN": _gateway_token(secrets_["service_token_secret"]),
             },
         )
-        base = f"http://{host}:{port}"
+        base = f"http://{host}:{gateway_port}"
         wait_ready(stack, f"{base}/readyz")
         token = mint(os.environ.get("USER_NAME", "alice"))
         print(  # noqa: T201 - this is the command's output
@@ -216,21 +222,15 @@ The platform is up ({"offline demo provider" if demo else "real providers"}; log
       model="gpt-4o-mini", messages=[{{"role": "user", "content": "Hello"}}]
   )
 
-Ctrl-C stops everything. The dev token for alice:
+A service that crashes is started again; Ctrl-C stops everything. The dev token for alice:
 {token}""",
             flush=True,
         )
-        stop = False
-
-        def on_signal(*_: object) -> None:
-            nonlocal stop
-            stop = True
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        while not stop:
-            stack.check_alive()
-            time.sleep(0.5)
+        while True:
+            stack.watch()
+            time.sleep(0.2)
+    except StopRequested:
+        pass
     finally:
         stack.stop()
 

@@ -34,7 +34,7 @@ class EmbeddedRedis:
     """redis-server on `folder`/redis.sock. Another one on the same folder has the same URL.
 
     persist: keep the data in an append-only file in `folder`, fsynced on every write, so a
-    server started again on the same folder has it back (tests of a Redis restart).
+    server started again on the same folder has it back (`make run`, tests of a Redis restart).
     """
 
     def __init__(self, folder: Path, *, persist: bool = False) -> None:
@@ -42,6 +42,12 @@ class EmbeddedRedis:
 
         folder.mkdir(parents=True, exist_ok=True)
         self.socket = folder / "redis.sock"
+        if persist and _answers(self.socket):
+            # Two servers appending to one append-only file would corrupt it.
+            raise RuntimeError(
+                f"a Redis server already runs on {self.socket} (another `make run`, or one left"
+                " behind by a run that was killed); stop it first"
+            )
         self.socket.unlink(missing_ok=True)
         self._process = subprocess.Popen(
             [
@@ -90,6 +96,18 @@ class EmbeddedRedis:
             self._process.wait(5)
         except subprocess.TimeoutExpired:
             self._process.kill()
+
+
+def _answers(socket: Path) -> bool:
+    import redis
+
+    if not socket.exists():
+        return False
+    try:
+        with redis.Redis(unix_socket_path=str(socket), socket_timeout=1) as client:
+            return bool(client.ping())
+    except redis.RedisError:
+        return False
 
 
 def docker_engine_answers() -> bool:
