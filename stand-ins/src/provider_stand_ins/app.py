@@ -190,6 +190,10 @@ class Provider:
         """Answer with the provider's error for ``status`` and record the outcome."""
         raise NotImplementedError
 
+    async def websocket(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """A websocket connection (ComfyUI's ``/ws``); other providers refuse it."""
+        await send({"type": "websocket.close", "code": 1000})
+
     def retry_headers(self, status: int) -> Headers:
         """Extra headers of an error response: ``retry-after`` on a 429."""
         if status != 429:
@@ -304,6 +308,9 @@ class StandInApp:
         self._routes = provider.routes()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await self.provider.websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             return
         ex = Exchange(scope, receive, send, self.state.closing)

@@ -38,6 +38,21 @@ class Behaviour:
     """Demo mode: every key is accepted (and still recorded)."""
     accept_any_model: bool = False
     """Demo mode: every model name is accepted."""
+    # Image generation (openai images, stability, automatic1111, comfyui).
+    image_steps: int = 20
+    """Sampling steps of an image job where the request does not set them (OpenAI, Stability)."""
+    step_delay_s: float = 0.0
+    """Time one sampling step takes on the stand-in's clock."""
+    queue_limit: int | None = None
+    """A1111/ComfyUI: refuse a job once this many are queued or running (None = no limit)."""
+    hold_queue: bool = False
+    """A1111/ComfyUI: start no queued job while set, so a test can build a queue."""
+    content_filtered: bool = False
+    """Refuse or blur images the way each provider's safety filter does."""
+    disconnect_after_steps: int | None = None
+    """Drop the connection (HTTP or websocket) after N sampling steps of a job."""
+    error_after_steps: int | None = None
+    """Fail a job after N sampling steps with the provider's mid-job error."""
 
     def updated(self, changes: Mapping[str, Any]) -> Behaviour:
         """A copy with ``changes`` applied; unknown knobs or wrong types raise ValueError."""
@@ -61,6 +76,13 @@ _KNOB_TYPES: dict[str, tuple[type, ...]] = {
     "hang": (bool,),
     "accept_any_key": (bool,),
     "accept_any_model": (bool,),
+    "image_steps": (int,),
+    "step_delay_s": (int, float),
+    "queue_limit": (int, type(None)),
+    "hold_queue": (bool,),
+    "content_filtered": (bool,),
+    "disconnect_after_steps": (int, type(None)),
+    "error_after_steps": (int, type(None)),
 }
 
 

@@ -13,18 +13,39 @@ import uvicorn
 
 from provider_stand_ins.anthropic import AnthropicProvider
 from provider_stand_ins.app import Provider, StandInApp
+from provider_stand_ins.automatic1111 import Automatic1111Provider
 from provider_stand_ins.behaviour import Behaviour
+from provider_stand_ins.comfyui import ComfyUIProvider
 from provider_stand_ins.ollama import OllamaProvider
-from provider_stand_ins.openai import OpenAIProvider
+from provider_stand_ins.openai_images import OpenAIImagesProvider
+from provider_stand_ins.stability import StabilityProvider
 from provider_stand_ins.state import RequestRecord, StandInState
 
 PROVIDERS: dict[str, type[Provider]] = {
-    "openai": OpenAIProvider,
+    # The OpenAI stand-in serves chat completions and the images API, as OpenAI does.
+    "openai": OpenAIImagesProvider,
     "anthropic": AnthropicProvider,
     "ollama": OllamaProvider,
+    "stability": StabilityProvider,
+    "automatic1111": Automatic1111Provider,
+    "comfyui": ComfyUIProvider,
 }
-# The base URL each provider's official SDK (or the OpenAI SDK, for Ollama) expects.
-SDK_PATHS = {"openai": "/v1", "anthropic": "", "ollama": "/v1"}
+# The base URL each provider's official SDK (or the OpenAI SDK, for Ollama) expects; the image
+# servers' clients take the server root.
+SDK_PATHS = {
+    "openai": "/v1",
+    "anthropic": "",
+    "ollama": "/v1",
+    "stability": "",
+    "automatic1111": "",
+    "comfyui": "",
+}
+# Servers whose provider open by default, as the real ones do, unless keys are given.
+OPEN_WITHOUT_KEYS = frozenset({"ollama", "automatic1111", "comfyui"})
+
+
+def provider_serves_websocket(provider: Provider) -> bool:
+    return bool(getattr(provider, "serves_websocket", False))
 
 
 class _Server(uvicorn.Server):
@@ -54,9 +75,10 @@ class _Server(uvicorn.Server):
 class StandIn:
     """A provider stand-in on ``host:port`` (port 0 picks a free one).
 
-    ``keys`` are the accepted API keys (an Ollama stand-in without keys accepts any, as Ollama
-    does). ``models`` replaces the provider's default model list. Knobs may be given as a
-    ``Behaviour`` or as keyword arguments (``chunks=5, error_status=429, ...``).
+    ``keys`` are the accepted API keys (an Ollama, Automatic1111 or ComfyUI stand-in without keys
+    accepts any, as those servers do by default). ``models`` replaces the provider's default
+    model list. Knobs may be given as a ``Behaviour`` or as keyword arguments (``chunks=5,
+    error_status=429, ...``).
 
         async with StandIn("openai", keys={"sk-test"}, chunks=5) as stand_in:
             client = openai.AsyncOpenAI(base_url=stand_in.sdk_base_url, api_key="sk-test")
@@ -78,7 +100,7 @@ class StandIn:
             raise ValueError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
         provider_class = PROVIDERS[provider]
         keys = frozenset(keys)
-        if provider == "ollama" and not keys:
+        if provider in OPEN_WITHOUT_KEYS and not keys:
             knobs.setdefault("accept_any_key", True)
         self.provider = provider
         self.host = host
@@ -113,7 +135,8 @@ class StandIn:
         config = uvicorn.Config(
             self.app,
             http="httptools",
-            ws="none",
+            # Only ComfyUI speaks websocket; the others answer a websocket like a plain 404.
+            ws="websockets-sansio" if provider_serves_websocket(self.app.provider) else "none",
             lifespan="off",
             log_config=None,
             # Both change process-wide loggers, so only a process of its own sets them.

@@ -191,6 +191,11 @@ class StandInState:
                     if waiter in self._waiters:
                         self._waiters.remove(waiter)
 
+    def changed(self) -> None:
+        """Re-check waiting predicates: something besides the log changed (an image job's step)."""
+        if self._waiters:
+            self._notify()
+
     def _notify(self) -> None:
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:

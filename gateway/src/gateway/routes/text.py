@@ -7,6 +7,7 @@ one router per prefix, so that each route knows its full path (metrics and trace
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -75,7 +76,7 @@ async def create_chat_completion(
     if response.balance_micros >= 0:
         headers[_CREDITS_HEADER] = str(response.balance_micros)
     return Response(
-        completion_json(response, request_id), headers=headers, media_type="application/json"
+        completion_json(response), headers=headers, media_type="application/json"
     )
 
 
@@ -98,7 +99,7 @@ async def _start_stream(
     if first is not None and first.WhichOneof("event") == "start":
         start = first.start
         writer = ChunkWriter(
-            request_id,
+            start.id,
             start.model or chat.generate.model,
             start.created or int(time.time()),
             chat.include_usage,
@@ -107,7 +108,10 @@ async def _start_stream(
             headers[_CREDITS_HEADER] = str(start.balance_micros)
         pending = None
     else:
-        writer = ChunkWriter(request_id, chat.generate.model, int(time.time()), chat.include_usage)
+        # No start event (the stream failed first): no generation id, so a fresh one.
+        writer = ChunkWriter(
+            uuid.uuid4().hex, chat.generate.model, int(time.time()), chat.include_usage
+        )
         pending = first
     return EventStreamResponse(
         _events(stream, writer, pending, chat.include_usage, metrics), watcher, headers
