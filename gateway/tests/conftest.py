@@ -49,6 +49,10 @@ from svc_common.grpc_server import GrpcService, build_server
 JWT_SECRET = "gateway-test-jwt-secret-" + "0123456789abcdef" * 3  # 72 bytes: HS512 too
 SERVICE_SECRET = "gateway-test-service-secret-0123456789"
 
+# What the stand-in text-svc names every generation: text-svc mints its own id per call, which
+# the completion id is made of, whatever x-request-id the client sent.
+GENERATION_ID = "gen-1"
+
 
 @dataclass
 class TextScript:
@@ -100,7 +104,7 @@ class TextStandIn(text_pb2_grpc.TextServiceServicer):
         if script.hang:
             await self._wait_for_cancel()
         return text_pb2.GenerateResponse(
-            id=request.request_id,
+            id=GENERATION_ID,
             model=script.model,
             provider="openai",
             content=script.content,
@@ -123,7 +127,7 @@ class TextStandIn(text_pb2_grpc.TextServiceServicer):
             await self._wait_for_cancel()
         yield text_pb2.GenerateStreamResponse(
             start=text_pb2.StreamStart(
-                id=request.request_id,
+                id=GENERATION_ID,
                 model=script.model,
                 provider="openai",
                 created=1_700_000_000,

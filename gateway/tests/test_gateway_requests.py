@@ -199,7 +199,23 @@ async def test_request_id_is_echoed_or_made(gateway: httpx.AsyncClient, backends
     assert failed.headers["x-request-id"] == "r-1"
 
 
-@pytest.mark.parametrize("request_id", ["a" * 65, "has space", "semi;colon", "é"])
+@pytest.mark.parametrize(
+    "request_id", ["uuid#3", "has space", "semi;colon", "a" * 128, "{~!}", "abc-DEF_123"]
+)
+async def test_any_printable_request_id_is_passed_on_and_echoed(
+    gateway: httpx.AsyncClient, backends: Backends, request_id: str
+) -> None:
+    # A correlation id only (issue 7): proxies in front send ids like "uuid#3".
+    response = await gateway.post(
+        CHAT, json={"messages": USER_HI}, headers={"x-request-id": request_id}
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["x-request-id"] == request_id
+    request, who = backends.text.requests[-1]
+    assert request.request_id == who.request_id == request_id
+
+
+@pytest.mark.parametrize("request_id", ["a" * 129, "é", "tab\there"])
 async def test_invalid_request_id_is_400(
     gateway: httpx.AsyncClient, backends: Backends, request_id: str
 ) -> None:

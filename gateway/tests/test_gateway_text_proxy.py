@@ -29,7 +29,7 @@ async def test_completion_has_openai_shape_exactly(gateway: httpx.AsyncClient, b
     assert response.headers["x-request-id"] == "req-123_abc"
     assert response.headers["x-credits-remaining"] == "4000000"
     assert response.json() == {
-        "id": "chatcmpl-req-123_abc",
+        "id": "chatcmpl-gen-1",  # text-svc's id, not the client's x-request-id
         "object": "chat.completion",
         "created": 1_700_000_000,
         "model": "gpt-test",
@@ -118,7 +118,7 @@ async def test_stream_is_openai_sse(gateway: httpx.AsyncClient, backends) -> Non
     assert events[-1] == b"[DONE]"
     chunks = [orjson.loads(e) for e in events[:-1]]
     envelope = {
-        "id": "chatcmpl-s1",
+        "id": "chatcmpl-gen-1",
         "object": "chat.completion.chunk",
         "created": 1_700_000_000,
         "model": "gpt-test",
@@ -142,7 +142,9 @@ async def test_stream_is_openai_sse(gateway: httpx.AsyncClient, backends) -> Non
         },
     ]
     # Key order as OpenAI sends it.
-    assert events[1].startswith(b'{"id":"chatcmpl-s1","object":"chat.completion.chunk","created"')
+    assert events[1].startswith(
+        b'{"id":"chatcmpl-gen-1","object":"chat.completion.chunk","created"'
+    )
 
 
 async def test_stream_without_usage_has_no_usage_keys(gateway: httpx.AsyncClient) -> None:

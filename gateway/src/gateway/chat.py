@@ -208,15 +208,17 @@ def parse_chat_request(raw: bytes, request_id: str) -> ChatRequest:
     return ChatRequest(generate=request, stream=bool(stream), include_usage=include_usage)
 
 
-def completion_id(request_id: str) -> str:
-    return f"chatcmpl-{request_id}"
+def completion_id(generation_id: str) -> str:
+    """The completion's id, from the id the model service minted for the call (its usage event
+    id), never from the caller's x-request-id."""
+    return f"chatcmpl-{generation_id}"
 
 
-def completion_json(response: text_pb2.GenerateResponse, request_id: str) -> bytes:
+def completion_json(response: text_pb2.GenerateResponse) -> bytes:
     usage = response.usage
     return orjson.dumps(
         {
-            "id": completion_id(request_id),
+            "id": completion_id(response.id),
             "object": "chat.completion",
             "created": response.created or int(time.time()),
             "model": response.model,
@@ -246,10 +248,10 @@ class ChunkWriter:
 
     DONE = b"data: [DONE]\n\n"
 
-    def __init__(self, request_id: str, model: str, created: int, include_usage: bool) -> None:
+    def __init__(self, generation_id: str, model: str, created: int, include_usage: bool) -> None:
         self._head = orjson.dumps(
             {
-                "id": completion_id(request_id),
+                "id": completion_id(generation_id),
                 "object": "chat.completion.chunk",
                 "created": created,
                 "model": model,

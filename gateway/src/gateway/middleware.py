@@ -15,7 +15,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.errors import error_body
 
 REQUEST_ID_HEADER = b"x-request-id"
-_REQUEST_ID = re.compile(rb"[A-Za-z0-9_-]{1,64}")
+MAX_REQUEST_ID = 128
+# Printable ASCII: what proxies in front send (ids like "uuid#3"), and safe in a gRPC metadata
+# value and a response header.
+_REQUEST_ID = re.compile(rb"[\x20-\x7e]{1,%d}" % MAX_REQUEST_ID)
 
 
 async def send_error(
@@ -43,8 +46,10 @@ def request_id(scope: Scope) -> str:
 class RequestIdMiddleware:
     """Takes the caller's x-request-id (validated) or makes one, and echoes it on the response.
 
-    The id names the request everywhere downstream: it becomes the usage event id and the key
-    of the credit hold.
+    The id is a correlation id only: it is logged and passed on so that the lines of one request
+    can be found in every service. It never keys money (text-svc mints the hold and usage event
+    id of each call), so any caller may send any id, including one another user sent: nothing
+    is looked up by it and nothing tells whether it was seen before.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -59,7 +64,7 @@ class RequestIdMiddleware:
             if key == REQUEST_ID_HEADER:
                 given = value
                 break
-        if given is None:
+        if not given:  # absent, or empty
             rid = uuid.uuid4().hex.encode()
         elif _REQUEST_ID.fullmatch(given):
             rid = given
@@ -67,7 +72,7 @@ class RequestIdMiddleware:
             await send_error(
                 send,
                 400,
-                "invalid x-request-id: use 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'",
+                f"invalid x-request-id: use 1 to {MAX_REQUEST_ID} printable ASCII characters",
                 "invalid_request_id",
                 "x-request-id",
             )
