@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     service_token: SecretStr | None = None
 
     max_body_bytes: int = 4 * MIB
+    # The request line and headers of one request, and the number of headers: past either the
+    # server answers 431 and closes the connection without reading the rest (gateway.server).
+    max_header_bytes: int = 32 * 1024
+    max_headers: int = 100
     # Deadline of one model call (a whole stream included).
     upstream_deadline_s: float = 120.0
     # Deadline of every other backend call (settings, billing, model lists, status checks).
@@ -61,6 +65,10 @@ class Settings(BaseSettings):
             raise ValueError("GATEWAY_SERVICE_TOKEN is required to call the gRPC backends")
         if self.max_body_bytes <= 0:
             raise ValueError("GATEWAY_MAX_BODY_BYTES must be positive")
+        if self.max_header_bytes < 1024 or self.max_headers < 8:
+            raise ValueError(
+                "GATEWAY_MAX_HEADER_BYTES must be at least 1024 and GATEWAY_MAX_HEADERS at least 8"
+            )
         return self
 
     def tracing_enabled(self) -> bool:

@@ -3,7 +3,8 @@
     async with serve_gateway(settings) as base_url:   # e.g. "http://127.0.0.1:54321"
         ...
 
-Real uvicorn, real sockets, the app's lifespan (its gRPC channels) included.
+Real uvicorn with the protocol and limits of `python -m gateway`, real sockets, the app's
+lifespan (its gRPC channels) included.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.server import server_config
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -42,8 +44,9 @@ async def serve_gateway(settings: Settings, *, host: str = "127.0.0.1") -> Async
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
+    config = server_config(
         create_app(settings),
+        settings,
         log_level="warning",
         access_log=False,
         lifespan="on",
