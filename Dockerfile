@@ -4,6 +4,7 @@ RUN pip install --no-cache-dir uv
 WORKDIR /app
 COPY pyproject.toml uv.lock ./
 COPY common common
+COPY provider-plumbing provider-plumbing
 COPY generated generated
 COPY stand-ins stand-ins
 COPY gateway gateway

@@ -29,6 +29,7 @@ __all__ = [
     "check_addresses",
     "check_url",
     "is_public_address",
+    "name_refusal",
     "normalise_host",
     "normalise_hosts",
     "parse_ip_literal",
@@ -137,6 +138,18 @@ def parse_ip_literal(host: str) -> IPAddress | None:
         return None
 
 
+def name_refusal(host: str) -> str | None:
+    """Why `host` is refused before any resolution: a metadata service's name, or an address
+    literal that is not public. None when only resolving it can tell (or it is a public literal).
+    `host` is normalised (see normalise_host); the allow-list is the caller's to apply first."""
+    if host in _METADATA_HOSTS:
+        return f"host {host} is a cloud metadata service"
+    literal = parse_ip_literal(host)
+    if literal is not None:
+        return address_refusal(host, [literal])
+    return None
+
+
 def address_refusal(host: str, addresses: Iterable[IPAddress]) -> str | None:
     """Why connecting to `host` at these addresses is refused, or None when every one is public."""
     for address in addresses:
@@ -219,16 +232,16 @@ async def check_addresses(
     """
     if host in allowed_hosts:
         return
-    if host in _METADATA_HOSTS:
-        raise UrlRejected(f"host {host} is a cloud metadata service")
+    refusal = name_refusal(host)
+    if refusal is not None:
+        raise UrlRejected(refusal)
     literal = parse_ip_literal(host)
     if literal is not None:
-        addresses = [literal]
-    else:
-        try:
-            addresses = await resolve(host, port)
-        except (OSError, TimeoutError, UnicodeError, ValueError):
-            raise UrlRejected(f"host {host} does not resolve") from None
+        return
+    try:
+        addresses = await resolve(host, port)
+    except (OSError, TimeoutError, UnicodeError, ValueError):
+        raise UrlRejected(f"host {host} does not resolve") from None
     if not addresses:
         raise UrlRejected(f"host {host} does not resolve")
     refusal = address_refusal(host, addresses)

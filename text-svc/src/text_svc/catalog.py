@@ -13,9 +13,10 @@ import logging
 import time
 
 from text_svc.config_source import TextConfig
-from text_svc.plan import USER_CHOSEN_MODELS
+from text_svc.generation import service_error
+from text_svc.plan import USER_CHOSEN_MODELS, Route
 from text_svc.providers import ProviderClients, client_key
-from text_svc.providers.base import Endpoint, ModelInfo, ProviderError
+from text_svc.providers.base import Endpoint, Failure, ModelInfo, ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ class ModelCatalog:
     def __init__(self, clients: ProviderClients, max_entries: int = 1024) -> None:
         self._clients = clients
         self._max = max_entries
-        self._live: dict[tuple[str, str, str], tuple[float, list[ModelInfo]]] = {}
+        self._live: dict[tuple[str, str, str, bool], tuple[float, list[ModelInfo]]] = {}
 
     async def models(
         self, config: TextConfig, endpoint: Endpoint, timeout_s: float
@@ -35,7 +36,14 @@ class ModelCatalog:
         configured = [ModelInfo(m, owner) for m in (config.models or (config.model,)) if m]
         try:
             live = await self._live_list(endpoint, timeout_s)
-        except (ProviderError, TimeoutError) as err:
+        except ProviderError as err:
+            if err.failure is Failure.BLOCKED:
+                # The base URL itself is refused (a redirect, an address not allowed): say so,
+                # rather than list the configured models as if the server were merely down.
+                raise service_error(err, Route(endpoint, config.model), config.mode) from None
+            log.info("live model list of %s unavailable (%s); listing configured", owner, err)
+            return configured
+        except TimeoutError as err:
             log.info("live model list of %s unavailable (%s); listing configured", owner, err)
             return configured
         if config.api_style in USER_CHOSEN_MODELS:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from svc_common.addresses import normalise_hosts
 from svc_common.config import ServiceSettings
 from svc_common.usage_events import STREAM
 
@@ -29,6 +30,11 @@ class Settings(ServiceSettings):
     # A generic OpenAI-compatible server (provider name "openai_compatible"); its key is optional.
     openai_compatible_base_url: str = ""
     openai_compatible_api_key: SecretStr | None = None
+
+    # Comma-separated hosts a user's base URL may name although they resolve to loopback/private
+    # addresses: the same list as SETTINGS_SVC_ALLOWED_BASE_URL_HOSTS, enforced here again at
+    # every connection (a host taken off the list stops working at once for saved configs too).
+    allowed_base_url_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     upstream_connect_timeout_s: float = Field(default=5.0, gt=0)
     # Time to the first output (for a non-streamed call: to the whole answer).
@@ -72,6 +78,15 @@ class Settings(ServiceSettings):
             value = value.split(",")
         if isinstance(value, list | tuple):
             return [str(m).strip() for m in value if str(m).strip()]
+        return value
+
+    @field_validator("allowed_base_url_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            return normalise_hosts(str(h) for h in value)
         return value
 
     def operator_base_url(self, provider: str) -> str:

@@ -235,6 +235,12 @@ def service_error(err: ProviderError, route: Route, mode: str) -> ServiceError:
         return Unavailable(f"{provider} failed ({err.detail})", reason=UPSTREAM_ERROR)
     if f is Failure.TIMEOUT:
         return DeadlineExceeded(f"{provider} timed out: {err.detail}", reason=UPSTREAM_TIMEOUT)
+    if f is Failure.BLOCKED:  # a redirect, or an address not allowed: the base URL must change
+        return FailedPrecondition(
+            f"the {provider} base URL cannot be used: {err.detail}",
+            reason=UPSTREAM_ERROR,
+            param=err.param,
+        )
     return InvalidArgument(
         f"{provider} rejected the request for model {route.model!r}: {err.detail}",
         param=err.param,

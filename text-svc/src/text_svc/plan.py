@@ -185,7 +185,9 @@ def endpoint_for(config: TextConfig, settings: Settings) -> Endpoint:
                 f"member mode for {provider} is not available: the operator has not configured "
                 "its key; use your own key (BYOK) or another provider"
             )
-    return Endpoint(provider, config.api_style, base_url, api_key)
+    return Endpoint(
+        provider, config.api_style, base_url, api_key, user_base_url=bool(config.base_url)
+    )
 
 
 def _operator_base_url(provider: str, api_style: str, settings: Settings) -> str:

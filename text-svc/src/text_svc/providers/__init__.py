@@ -1,9 +1,10 @@
-"""Provider adapters (one module per API style; not named after the SDKs they import, which
-would shadow them here), and the pool that reuses one client per (api style, base URL, key).
+"""Provider adapters (one module per API style), and the pool that reuses one client per
+(api style, base URL, key, whose base URL).
 
-Building an SDK client per request would cost a connection pool per request; instead clients
-live in an LRU keyed by a hash of the key (the key itself is never a dict key or a log field).
-A client pushed out of the LRU while requests still use it is closed when the last one is done.
+Each client owns one upstream.ProviderTransport: one connection pool for its JSON calls and its
+streams. Building one per request would cost a pool per request; instead clients live in an LRU
+keyed by a hash of the key (the key itself is never a dict key or a log field). A client pushed
+out of the LRU while requests still use it is closed when the last one is done.
 """
 
 from __future__ import annotations
@@ -12,29 +13,34 @@ import asyncio
 import hashlib
 import logging
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
-import anthropic
-import openai
+from aiohttp.abc import AbstractResolver
 
 from text_svc.config import Settings
 from text_svc.providers.anthropic_adapter import AnthropicAdapter
 from text_svc.providers.base import Endpoint, ProviderAdapter
 from text_svc.providers.ollama_adapter import OllamaAdapter
 from text_svc.providers.openai_adapter import OpenAIAdapter
+from upstream import ProviderTransport
 
 log = logging.getLogger(__name__)
-
-API_STYLES = ("openai", "anthropic", "openai_compatible", "ollama")
 
 
 def key_hash(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()[:16]
 
 
-def client_key(endpoint: Endpoint) -> tuple[str, str, str]:
-    return (endpoint.api_style, endpoint.base_url, key_hash(endpoint.api_key))
+def client_key(endpoint: Endpoint) -> tuple[str, str, str, bool]:
+    # Whose base URL is part of the identity: a user's is address-checked, the operator's not.
+    return (
+        endpoint.api_style,
+        endpoint.base_url,
+        key_hash(endpoint.api_key),
+        endpoint.user_base_url,
+    )
 
 
 @dataclass(slots=True, eq=False)
@@ -45,10 +51,18 @@ class Lease:
 
 
 class ProviderClients:
-    def __init__(self, settings: Settings, max_clients: int = 256) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        max_clients: int = 256,
+        *,
+        resolver: Callable[[], AbstractResolver] | None = None,
+    ) -> None:
         self._settings = settings
         self._max = max_clients
-        self._leases: OrderedDict[tuple[str, str, str], Lease] = OrderedDict()
+        # A seam for tests (a resolver that answers what DNS would); None: the system resolver.
+        self._resolver = resolver
+        self._leases: OrderedDict[tuple[str, str, str, bool], Lease] = OrderedDict()
         self._closing: set[asyncio.Task[None]] = set()
 
     def acquire(self, endpoint: Endpoint) -> Lease:
@@ -78,13 +92,23 @@ class ProviderClients:
         connect = s.upstream_connect_timeout_s
         # A backstop only: text_svc.generation enforces time-to-first-output and idle timeouts.
         read = max(s.upstream_timeout_s, s.upstream_idle_timeout_s) + 1
-        http = aiohttp.ClientTimeout(connect=connect, sock_connect=connect, sock_read=read)
+        timeout = aiohttp.ClientTimeout(connect=connect, sock_connect=connect, sock_read=read)
+
+        def transport(headers: Mapping[str, str]) -> ProviderTransport:
+            return ProviderTransport(
+                endpoint.base_url,
+                headers,
+                timeout,
+                check_addresses=endpoint.user_base_url,
+                allowed_hosts=s.allowed_base_url_hosts,
+                resolver=self._resolver() if self._resolver else None,
+            )
+
         if endpoint.api_style == "anthropic":
-            sdk = anthropic.Timeout(read, connect=connect, pool=connect)
-            return AnthropicAdapter(endpoint, sdk, http)
+            return AnthropicAdapter(endpoint, transport)
         if endpoint.api_style == "ollama":
-            return OllamaAdapter(endpoint, http)
-        return OpenAIAdapter(endpoint, openai.Timeout(read, connect=connect, pool=connect), http)
+            return OllamaAdapter(endpoint, transport)
+        return OpenAIAdapter(endpoint, transport)
 
     def _close(self, lease: Lease) -> None:
         task = asyncio.get_running_loop().create_task(lease.adapter.aclose())

@@ -1,19 +1,17 @@
-"""Anthropic's Messages API via the official SDK."""
+"""Anthropic's Messages API over the endpoint's one transport (upstream.transport); stream events
+are read with upstream.sse."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator
 from typing import Any
 
-import aiohttp
-import anthropic
-import httpx2  # the SDK's HTTP layer: transport errors mid-stream surface as its exceptions
 import orjson
 
 from text_svc.providers.base import (
     ChatCall,
     Completion,
+    Connect,
     Delta,
     Endpoint,
     Failure,
@@ -21,11 +19,8 @@ from text_svc.providers.base import (
     ModelInfo,
     ProviderError,
     TokenUsage,
-    refused,
-    status_error,
 )
-from text_svc.providers.http import JsonClient
-from text_svc.providers.sse import sse_events
+from upstream import sse_events
 
 ANTHROPIC_VERSION = "2023-06-01"
 _FINISH_REASONS = {
@@ -43,20 +38,9 @@ _STREAM_ERRORS = {
 
 
 class AnthropicAdapter:
-    """Streams through the SDK (events parsed in .sse); whole answers and model lists as plain
-    JSON (see .http)."""
-
-    def __init__(
-        self, endpoint: Endpoint, timeout: anthropic.Timeout, http_timeout: aiohttp.ClientTimeout
-    ) -> None:
-        headers = {"x-api-key": endpoint.api_key, "anthropic-version": ANTHROPIC_VERSION}
-        self._http = JsonClient(endpoint.base_url, headers, http_timeout)
-        self._client = anthropic.AsyncAnthropic(
-            api_key=endpoint.api_key,
-            base_url=endpoint.base_url,
-            max_retries=0,  # retries are text_svc.generation's, before the first byte only
-            timeout=timeout,
-            http_client=anthropic.DefaultAioHttpClient(timeout=timeout),
+    def __init__(self, endpoint: Endpoint, connect: Connect) -> None:
+        self._http = connect(
+            {"x-api-key": endpoint.api_key, "anthropic-version": ANTHROPIC_VERSION}
         )
 
     @staticmethod
@@ -96,25 +80,15 @@ class AnthropicAdapter:
 
     async def stream(self, call: ChatCall) -> AsyncGenerator[Delta | Finish, None]:
         params = self._params(call)
-        # This SDK version has no sampling keywords; the API still takes them in the body.
-        sampling = {k: params.pop(k) for k in ("temperature", "top_p") if k in params}
+        params["stream"] = True
         input_tokens: int | None = None
         output_tokens = 0  # cumulative in each message_delta: the last one counts
         stop_reason: str | None = None
         finished = False
-        # The SDK sends the request and raises its typed errors for an error status; the events
-        # are parsed here (see .sse) instead of as one pydantic model per event.
-        async with contextlib.AsyncExitStack() as closing:  # on early exit too: closes upstream
+        async with self._http.stream("POST", "/v1/messages", params) as response:
             try:
-                response = await closing.enter_async_context(
-                    self._client.messages.with_streaming_response.create(
-                        **params, stream=True, extra_body=sampling or None
-                    )
-                )
-            except (anthropic.APIError, httpx2.HTTPError) as err:
-                raise _provider_error(err) from None
-            try:
-                async for kind, data in sse_events(response.iter_bytes()):
+                async for event in sse_events(response.content.iter_any()):
+                    kind, data = event.event, event.data
                     if kind == "content_block_delta":
                         delta = orjson.loads(data)["delta"]
                         if delta.get("type") == "text_delta" and delta.get("text"):
@@ -124,15 +98,13 @@ class AnthropicAdapter:
                         input_tokens = usage["input_tokens"]
                         output_tokens = usage.get("output_tokens") or 0
                     elif kind == "message_delta":
-                        event = orjson.loads(data)
-                        output_tokens = event["usage"]["output_tokens"]
-                        stop_reason = event["delta"].get("stop_reason") or stop_reason
+                        message_delta = orjson.loads(data)
+                        output_tokens = message_delta["usage"]["output_tokens"]
+                        stop_reason = message_delta["delta"].get("stop_reason") or stop_reason
                     elif kind == "message_stop":
                         finished = True
                     elif kind == "error":
                         raise _stream_error(data)
-            except (anthropic.APIError, httpx2.HTTPError) as err:
-                raise _provider_error(err, mid_stream=True) from None
             except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
                 raise ProviderError(Failure.ERROR, "the provider sent a malformed event") from None
         if not finished:
@@ -149,7 +121,6 @@ class AnthropicAdapter:
         ]
 
     async def aclose(self) -> None:
-        await self._client.close()
         await self._http.aclose()
 
 
@@ -163,19 +134,3 @@ def _stream_error(data: bytes) -> ProviderError:
     failure = _STREAM_ERRORS.get(kind, Failure.ERROR)
     named = kind if kind in _STREAM_ERRORS else "an error"
     return ProviderError(failure, f"the provider reported {named}")
-
-
-def _provider_error(err: Exception, *, mid_stream: bool = False) -> ProviderError:
-    if isinstance(err, anthropic.APITimeoutError | httpx2.TimeoutException) and not refused(err):
-        return ProviderError(Failure.TIMEOUT, "no answer in time")
-    if isinstance(err, anthropic.APIConnectionError | httpx2.HTTPError):
-        if mid_stream:
-            return ProviderError(Failure.ERROR, "the connection broke mid-answer")
-        return ProviderError(Failure.UNAVAILABLE, "could not reach the server")
-    if isinstance(err, anthropic.APIStatusError):
-        body = err.body if isinstance(err.body, Mapping) else {}
-        message = body.get("message")
-        return status_error(
-            err.status_code, err.response.headers, message if isinstance(message, str) else ""
-        )
-    return ProviderError(Failure.ERROR, "the provider reported an error mid-answer")

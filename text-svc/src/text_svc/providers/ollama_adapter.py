@@ -1,16 +1,17 @@
-"""Ollama's native chat API (`POST /api/chat`, NDJSON) over aiohttp."""
+"""Ollama's native chat API (`POST /api/chat`, NDJSON) over the endpoint's one transport
+(upstream.transport); stream lines are read with upstream.ndjson."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from text_svc.providers.base import (
     ChatCall,
     Completion,
+    Connect,
     Delta,
     Endpoint,
     Failure,
@@ -18,19 +19,17 @@ from text_svc.providers.base import (
     ModelInfo,
     ProviderError,
     TokenUsage,
-    status_error,
 )
-from text_svc.providers.http import JsonClient, error_message, transport_error
+from upstream import ndjson_lines
 
 _FINISH_REASONS = {"stop": "stop", "length": "length"}
-_JSON = {"content-type": "application/json"}
 
 
 class OllamaAdapter:
-    def __init__(self, endpoint: Endpoint, timeout: aiohttp.ClientTimeout) -> None:
+    def __init__(self, endpoint: Endpoint, connect: Connect) -> None:
         # Ollama takes no key; one is sent when given (an operator's authenticating proxy).
         headers = {"authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
-        self._http = JsonClient(endpoint.base_url, headers, timeout)
+        self._http = connect(headers)
 
     @staticmethod
     def _body(call: ChatCall, stream: bool) -> dict[str, Any]:
@@ -70,37 +69,18 @@ class OllamaAdapter:
 
     async def stream(self, call: ChatCall) -> AsyncGenerator[Delta | Finish, None]:
         finish: Finish | None = None
-        streaming = False
-        http = self._http
-        try:
-            async with http.session.post(
-                f"{http.base_url}/api/chat",
-                data=orjson.dumps(self._body(call, True)),
-                headers=_JSON,
-            ) as response:
-                if response.status >= 400:
-                    raw = await response.read()
-                    raise status_error(response.status, response.headers, error_message(raw))
-                streaming = True
-                try:
-                    async for line in response.content:
-                        if not line.strip():
-                            continue
-                        part = orjson.loads(line)
-                        if "error" in part:
-                            raise ProviderError(Failure.ERROR, "the provider reported an error")
-                        if text := (part.get("message") or {}).get("content"):
-                            yield Delta(text)
-                        if part.get("done"):
-                            reason = _FINISH_REASONS.get(part.get("done_reason", "stop"), "stop")
-                            finish = Finish(reason, _usage(part))
-                finally:
-                    if finish is None:
-                        # Early exit (cancelled, or the caller stopped reading): drop the
-                        # connection so the server stops generating, not back to the pool.
-                        response.close()
-        except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as err:
-            raise transport_error(err, mid_stream=streaming) from None
+        async with self._http.stream("POST", "/api/chat", self._body(call, True)) as response:
+            try:
+                async for part in ndjson_lines(response.content.iter_any()):
+                    if not isinstance(part, dict) or "error" in part:
+                        raise ProviderError(Failure.ERROR, "the provider reported an error")
+                    if text := (part.get("message") or {}).get("content"):
+                        yield Delta(text)
+                    if part.get("done"):
+                        reason = _FINISH_REASONS.get(part.get("done_reason", "stop"), "stop")
+                        finish = Finish(reason, _usage(part))
+            except (orjson.JSONDecodeError, TypeError, AttributeError):
+                raise ProviderError(Failure.ERROR, "the provider sent a malformed line") from None
         if finish is None:
             raise ProviderError(Failure.ERROR, "the stream ended before the answer was complete")
         yield finish

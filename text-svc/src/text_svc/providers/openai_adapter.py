@@ -1,19 +1,17 @@
-"""OpenAI and OpenAI-compatible servers (LM Studio, vLLM, Ollama's /v1), via the official SDK."""
+"""OpenAI's chat completions API (and any OpenAI-compatible server: .../v1) over the endpoint's
+one transport (upstream.transport); stream events are read with upstream.sse."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator
 from typing import Any
 
-import aiohttp
-import httpx2  # the SDK's HTTP layer: transport errors surface as its exceptions
-import openai
 import orjson
 
 from text_svc.providers.base import (
     ChatCall,
     Completion,
+    Connect,
     Delta,
     Endpoint,
     Failure,
@@ -21,35 +19,20 @@ from text_svc.providers.base import (
     ModelInfo,
     ProviderError,
     TokenUsage,
-    refused,
-    status_error,
 )
-from text_svc.providers.http import JsonClient
-from text_svc.providers.sse import sse_events
+from upstream import sse_events
 
-# "required but ignored" by servers that take no key; the SDK refuses to start without one.
+# "required but ignored" by servers that take no key; some refuse a request without one.
 PLACEHOLDER_KEY = "not-needed"
 
 _FINISH_REASONS = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
 
 
 class OpenAIAdapter:
-    """Streams through the SDK (events parsed in .sse); whole answers and model lists as plain
-    JSON (see .http)."""
-
-    def __init__(
-        self, endpoint: Endpoint, timeout: openai.Timeout, http_timeout: aiohttp.ClientTimeout
-    ) -> None:
+    def __init__(self, endpoint: Endpoint, connect: Connect) -> None:
         self._compatible = endpoint.api_style != "openai"
         key = endpoint.api_key or PLACEHOLDER_KEY
-        self._http = JsonClient(endpoint.base_url, {"authorization": f"Bearer {key}"}, http_timeout)
-        self._client = openai.AsyncOpenAI(
-            api_key=key,
-            base_url=endpoint.base_url,
-            max_retries=0,  # retries are text_svc.generation's, before the first byte only
-            timeout=timeout,
-            http_client=openai.DefaultAioHttpClient(timeout=timeout),
-        )
+        self._http = connect({"authorization": f"Bearer {key}"})
 
     def _params(self, call: ChatCall) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -96,24 +79,19 @@ class OpenAIAdapter:
             raise ProviderError(Failure.ERROR, "the answer was not a chat completion") from None
 
     async def stream(self, call: ChatCall) -> AsyncGenerator[Delta | Finish, None]:
-        # The SDK sends the request and raises its typed errors for an error status; the events
-        # are parsed here (see .sse) instead of as one pydantic model per chunk.
+        # Each chunk's data is parsed with orjson: a pydantic model per chunk (the SDK's way)
+        # was most of a short stream's CPU.
+        params = self._params(call)
+        params["stream"] = True
+        params["stream_options"] = {"include_usage": True}
         finish_reason: str | None = None
         usage: TokenUsage | None = None
-        async with contextlib.AsyncExitStack() as closing:  # on early exit too: closes upstream
+        async with self._http.stream("POST", "/chat/completions", params) as response:
             try:
-                response = await closing.enter_async_context(
-                    self._client.chat.completions.with_streaming_response.create(
-                        **self._params(call), stream=True, stream_options={"include_usage": True}
-                    )
-                )
-            except (openai.APIError, httpx2.HTTPError) as err:
-                raise _provider_error(err) from None
-            try:
-                async for _, data in sse_events(response.iter_bytes()):
-                    if data.startswith(b"[DONE]"):
+                async for event in sse_events(response.content.iter_any()):
+                    if event.data.startswith(b"[DONE]"):
                         break
-                    chunk = orjson.loads(data)
+                    chunk = orjson.loads(event.data)
                     if "error" in chunk:
                         raise ProviderError(
                             Failure.ERROR, "the provider reported an error mid-answer"
@@ -127,8 +105,6 @@ class OpenAIAdapter:
                             yield Delta(text)
                         if choice.get("finish_reason"):
                             finish_reason = _FINISH_REASONS.get(choice["finish_reason"], "stop")
-            except (openai.APIError, httpx2.HTTPError) as err:
-                raise _provider_error(err, mid_stream=True) from None
             except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
                 raise ProviderError(Failure.ERROR, "the provider sent a malformed chunk") from None
         if finish_reason is None:
@@ -144,25 +120,4 @@ class OpenAIAdapter:
         ]
 
     async def aclose(self) -> None:
-        await self._client.close()
         await self._http.aclose()
-
-
-def _provider_error(err: Exception, *, mid_stream: bool = False) -> ProviderError:
-    if isinstance(err, openai.APITimeoutError | httpx2.TimeoutException) and not refused(err):
-        return ProviderError(Failure.TIMEOUT, "no answer in time")
-    if isinstance(err, openai.APIConnectionError | httpx2.HTTPError):
-        if mid_stream:
-            return ProviderError(Failure.ERROR, "the connection broke mid-answer")
-        return ProviderError(Failure.UNAVAILABLE, "could not reach the server")
-    if isinstance(err, openai.APIStatusError):
-        return status_error(err.status_code, err.response.headers, _message(err.body))
-    # An error payload inside a stream: no status, and nothing in it we need to show.
-    return ProviderError(Failure.ERROR, "the provider reported an error mid-answer")
-
-
-def _message(body: object) -> str:
-    if isinstance(body, Mapping):
-        message = body.get("message")
-        return message if isinstance(message, str) else ""
-    return body if isinstance(body, str) else ""
