@@ -7,10 +7,11 @@ import grpc
 
 from billing_svc import accounts
 from billing_svc.config import Settings
+from billing_svc.consumer import MAX_UNITS
 from billing_svc.prices import PriceBook, Units, UnknownPrice
 from grpc_stubs.billing.v1 import billing_pb2, billing_pb2_grpc
 from grpc_stubs.common.v1 import common_pb2
-from svc_common.auth import caller
+from svc_common.auth import Caller, caller
 from svc_common.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 
 BACKEND_TYPE_NAMES = {
@@ -23,6 +24,34 @@ MODE_VALUES = {"member": common_pb2.MODE_MEMBER, "byok": common_pb2.MODE_BYOK}
 # A request's primary route plus its fallbacks; text-svc sends at most one fallback.
 MAX_ALTERNATIVE_ROUTES = 4
 
+# Bounds of well-typed input that Postgres would otherwise refuse mid-call (an INTERNAL for the
+# caller): text columns take no NUL, a btree key no more than ~2.7 kB, bigint no more than
+# 2**63 - 1, timestamptz nothing past the year 294276. Checked before anything is written.
+MAX_ID_CHARS = 256  # user ids (as settings-svc), request/hold ids, grant ids
+MAX_NAME_CHARS = 256  # provider, model, image size and quality
+MAX_REASON_CHARS = 1024
+MAX_MICROS = 2**63 - 1  # billing.* amounts are bigint
+# 9999-12-31T23:59:59Z: as far as any date type (Python's datetime included) goes.
+MAX_UNIX = 253_402_300_799
+
+
+def _text(value: str, param: str, max_chars: int, *, required: bool = True) -> str:
+    """A string field fit to store: present (if required), bounded and printable (no NUL,
+    control or surrogate characters). The message never quotes the value."""
+    if not value:
+        if required:
+            raise InvalidArgument(f"{param} is required", param=param)
+        return value
+    if len(value) > max_chars or not value.isprintable():
+        raise InvalidArgument(
+            f"{param} must be at most {max_chars} printable characters", param=param
+        )
+    return value
+
+
+def _user(who: Caller) -> str:
+    return _text(who.require_user(), "x-user-id", MAX_ID_CHARS)
+
 
 class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     def __init__(self, settings: Settings, pool: asyncpg.Pool, prices: PriceBook) -> None:
@@ -33,19 +62,30 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     async def Reserve(
         self, request: billing_pb2.ReserveRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.ReserveResponse:
-        user_id = caller(context).require_user()
+        user_id = _user(caller(context))
         if not request.request_id:
             raise InvalidArgument(
                 "request_id is required (the hold id, minted for this request)", param="request_id"
             )
+        _text(request.request_id, "request_id", MAX_ID_CHARS)
         backend_type = BACKEND_TYPE_NAMES.get(request.backend_type)
         if backend_type is None:
             raise InvalidArgument("backend_type is required", param="backend_type")
         if not request.provider or not request.model:
             raise InvalidArgument("provider and model are required", param="model")
+        _text(request.provider, "provider", MAX_NAME_CHARS)
+        _text(request.model, "model", MAX_NAME_CHARS)
         worst = request.worst_case
         if min(worst.input_tokens, worst.output_tokens, worst.images) < 0:
             raise InvalidArgument("worst_case units must not be negative", param="worst_case")
+        # The consumer refuses usage this large, so no hold can be for it either.
+        if max(worst.input_tokens, worst.output_tokens, worst.images) >= MAX_UNITS:
+            raise InvalidArgument(
+                f"worst_case units must each be below {MAX_UNITS}: ask for fewer tokens or images",
+                param="worst_case",
+            )
+        _text(worst.image_size, "worst_case.image_size", MAX_NAME_CHARS, required=False)
+        _text(worst.image_quality, "worst_case.image_quality", MAX_NAME_CHARS, required=False)
         if len(request.alternatives) > MAX_ALTERNATIVE_ROUTES:
             raise InvalidArgument(
                 f"at most {MAX_ALTERNATIVE_ROUTES} alternative routes are allowed",
@@ -57,6 +97,8 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
                 raise InvalidArgument(
                     "every alternative route needs a provider and a model", param="alternatives"
                 )
+            _text(alternative.provider, "alternatives.provider", MAX_NAME_CHARS)
+            _text(alternative.model, "alternatives.model", MAX_NAME_CHARS)
             routes.append((alternative.provider, alternative.model))
         prices = await self._prices.current(self._pool)
         try:
@@ -73,6 +115,13 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             )
         except UnknownPrice as exc:
             raise FailedPrecondition(str(exc), param="model") from None
+        if amount > MAX_MICROS:
+            # Prices are operator data without an upper bound: units below MAX_UNITS can still
+            # cost more than a bigint holds. No balance could cover it; say so before the database.
+            raise InvalidArgument(
+                "worst_case costs more than any balance can hold: ask for fewer tokens or images",
+                param="worst_case",
+            )
         hold = await accounts.reserve(
             self._pool,
             user_id=user_id,
@@ -94,16 +143,15 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     async def Release(
         self, request: billing_pb2.ReleaseRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.ReleaseResponse:
-        user_id = caller(context).require_user()
-        if not request.hold_id:
-            raise InvalidArgument("hold_id is required", param="hold_id")
+        user_id = _user(caller(context))
+        _text(request.hold_id, "hold_id", MAX_ID_CHARS)
         available = await accounts.release(self._pool, user_id=user_id, hold_id=request.hold_id)
         return billing_pb2.ReleaseResponse(balance_micros=available)
 
     async def GetBalance(
         self, request: billing_pb2.GetBalanceRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.Balance:
-        user_id = caller(context).require_user()
+        user_id = _user(caller(context))
         available, held = await accounts.balance(
             self._pool,
             user_id=user_id,
@@ -114,9 +162,12 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     async def ListUsage(
         self, request: billing_pb2.ListUsageRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.ListUsageResponse:
-        user_id = caller(context).require_user()
-        if request.from_unix < 0 or request.to_unix < 0:
-            raise InvalidArgument("from_unix and to_unix must not be negative", param="from_unix")
+        user_id = _user(caller(context))
+        for param, value in (("from_unix", request.from_unix), ("to_unix", request.to_unix)):
+            if not 0 <= value <= MAX_UNIX:
+                raise InvalidArgument(
+                    f"{param} must be unix seconds from 0 to {MAX_UNIX} (9999-12-31)", param=param
+                )
         totals = await accounts.list_usage(
             self._pool,
             user_id=user_id,
@@ -151,13 +202,24 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             raise PermissionDenied(
                 f"service {who.service!r} may not grant credits; only operators can"
             )
-        async with self._pool.acquire() as conn:
-            available = await accounts.grant(
-                conn,
-                user_id=request.user_id,
-                amount_micros=request.amount_micros,
-                grant_id=request.grant_id,
-                reason=request.reason,
-                starting_balance_micros=self._settings.starting_balance_micros,
-            )
+        # Emptiness is accounts.grant's to refuse (with why each is needed).
+        _text(request.user_id, "user_id", MAX_ID_CHARS, required=False)
+        _text(request.grant_id, "grant_id", MAX_ID_CHARS, required=False)
+        _text(request.reason, "reason", MAX_REASON_CHARS, required=False)
+        try:
+            async with self._pool.acquire() as conn:
+                available = await accounts.grant(
+                    conn,
+                    user_id=request.user_id,
+                    amount_micros=request.amount_micros,
+                    grant_id=request.grant_id,
+                    reason=request.reason,
+                    starting_balance_micros=self._settings.starting_balance_micros,
+                )
+        except asyncpg.NumericValueOutOfRangeError:
+            # The grant's own transaction rolled back: neither ledger row nor balance changed.
+            raise InvalidArgument(
+                "amount_micros would take the balance past the largest amount it can hold",
+                param="amount_micros",
+            ) from None
         return billing_pb2.GrantResponse(balance_micros=available)
