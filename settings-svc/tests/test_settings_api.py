@@ -301,6 +301,18 @@ BAD_CONFIGS = [
         "base_url",
         id="base-url-not-allowed-for-openai",
     ),
+    # Member mode: a fallback runs on the platform's key, so only an offered model (issue 7).
+    pytest.param(
+        config(options={"fallback": "gpt-4.5-preview"}), "options.fallback", id="fallback-unoffered"
+    ),
+    pytest.param(
+        config(options={"fallback": "openai:o1-pro"}), "options.fallback", id="fallback-unoffered-2"
+    ),
+    pytest.param(
+        config(options={"fallback": "anthropic:claude-opus-4-20250514"}),
+        "options.fallback",
+        id="fallback-another-provider",
+    ),
 ]
 
 BAD_BASE_URLS = [
@@ -438,3 +450,17 @@ async def test_sql_metacharacters_are_stored_verbatim(client: Client, database_u
 async def test_expected_version_below_minus_one_is_invalid(client: Client) -> None:
     err = await rpc_error(client.as_().PutConfig(put(config(), expected_version=-2)))
     assert (err.code, err.param) == (grpc.StatusCode.INVALID_ARGUMENT, "expected_version")
+
+
+async def test_a_member_fallback_must_be_an_offered_model(client: Client) -> None:
+    alice = client.as_("alice")
+    err = await rpc_error(alice.PutConfig(put(config(options={"fallback": "gpt-4.5-preview"}))))
+    assert (err.code, err.param) == (grpc.StatusCode.INVALID_ARGUMENT, "options.fallback")
+    assert "gpt-4o-mini, gpt-4o, gpt-4.1" in err.message
+    assert "gpt-4.5-preview" not in err.message
+
+    offered = await alice.PutConfig(put(config(options={"fallback": "openai:gpt-4o-mini"})))
+    assert offered.options["fallback"] == "openai:gpt-4o-mini"
+    # BYOK: the user's own key and money, so any model of theirs.
+    byok = await alice.PutConfig(put(config(mode=BYOK, options={"fallback": "gpt-4.5-preview"})))
+    assert byok.options["fallback"] == "gpt-4.5-preview"

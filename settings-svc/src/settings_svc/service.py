@@ -317,12 +317,20 @@ class SettingsServicer(settings_pb2_grpc.SettingsServiceServicer):
             except BaseUrlRejected as err:
                 raise InvalidArgument(str(err), param="base_url") from None
 
+        options = _validated_options(dict(wanted.options))
+        if mode == "member":
+            _check_member_fallback(
+                preset,
+                backend_type,
+                options.get("fallback", ""),
+                self._presets.providers(backend_type),
+            )
         return ConfigNewValues(
             provider=preset.provider,
             model=model,
             temperature=temperature,
             mode=mode,
-            options=_validated_options(dict(wanted.options)),
+            options=options,
             base_url=base_url,
         )
 
@@ -498,6 +506,36 @@ class SettingsServicer(settings_pb2_grpc.SettingsServiceServicer):
             f"no API key set for {backend_type} (byok): set one with {_key_route(backend_type)}",
             reason=API_KEY_MISSING,
         )
+
+
+def _check_member_fallback(
+    preset: Preset, backend_type: str, spec: str, providers: list[str]
+) -> None:
+    """In member mode the fallback runs on the platform's key and is paid from the user's
+    credits, so it must be another model this preset offers (issue 7). The model services check
+    it again when they use it, and billing-svc refuses a hold for a route without a price.
+
+    Read as the model services read it: "provider:model" when the prefix names a provider,
+    else the whole value is a model of the config's provider ("llama3:8b" is a model).
+    """
+    spec = spec.strip()
+    if not spec:
+        return
+    prefix, sep, rest = spec.partition(":")
+    if sep and rest and (prefix == preset.provider or prefix in providers):
+        provider, model = prefix, rest
+    else:
+        provider, model = preset.provider, spec
+    if provider == preset.provider and (
+        model in preset.models if not preset.any_model else bool(_MODEL.match(model))
+    ):
+        return
+    offered = f"one of: {', '.join(preset.models)}" if preset.models else "a model it serves"
+    raise InvalidArgument(
+        f"in member mode options.fallback must be another {preset.provider} model offered for "
+        f"{backend_type}, {offered}; or leave it empty",
+        param="options.fallback",
+    )
 
 
 def _validated_options(options: dict[str, str]) -> dict[str, str]:
