@@ -73,9 +73,14 @@ def test_byok_without_a_key_says_to_add_one() -> None:
 @pytest.mark.parametrize(
     ("spec", "mode", "expected"),
     [
-        ("anthropic:claude-haiku-4-5", "member", ("anthropic", "claude-haiku-4-5")),
         ("gpt-4o", "member", ("openai", "gpt-4o")),
+        ("openai:gpt-4o", "member", ("openai", "gpt-4o")),
+        # Member mode: a config's fallback is another offered model of its own provider, never a
+        # model the caller is not offered or another provider's (issue 7).
+        ("gpt-4.1", "member", None),
+        ("anthropic:claude-haiku-4-5", "member", None),
         ("openai:gpt-4o", "byok", ("openai", "gpt-4o")),
+        ("gpt-4.1", "byok", ("openai", "gpt-4.1")),  # BYOK: the user's own key pays
         ("anthropic:claude-haiku-4-5", "byok", None),  # BYOK: the user's key is for openai only
         ("gpt-4o-mini", "member", None),  # the primary itself
     ],
@@ -86,6 +91,7 @@ def test_fallback_spec(spec: str, mode: str, expected: tuple[str, str] | None) -
         provider="openai",
         api_style="openai",
         model="gpt-4o-mini",
+        models=("gpt-4o-mini", "gpt-4o"),
         mode=mode,
         api_key="sk-user" if mode == "byok" else "",
         fallback=spec,
@@ -158,3 +164,19 @@ def test_the_operator_fallback_applies_when_the_config_names_none() -> None:
     route = fallback_route(config, settings, primary)
     assert route is not None
     assert (route.provider, route.model, route.endpoint.api_key) == ("anthropic", "c-1", "sk-a")
+
+
+def test_the_operator_fallback_in_member_mode_is_an_offered_model() -> None:
+    settings = Settings(openai_api_key="sk-o", fallback="gpt-4.1")
+    config = TextConfig(
+        provider="openai",
+        api_style="openai",
+        model="gpt-4o-mini",
+        models=("gpt-4o-mini", "gpt-4o"),
+        mode="member",
+    )
+    primary = Route(endpoint_for(config, settings), "gpt-4o-mini")
+    assert fallback_route(config, settings, primary) is None
+    offered = Settings(openai_api_key="sk-o", fallback="gpt-4o")
+    route = fallback_route(config, offered, primary)
+    assert route is not None and (route.provider, route.model) == ("openai", "gpt-4o")

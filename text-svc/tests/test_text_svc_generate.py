@@ -28,7 +28,9 @@ async def test_openai_generate_uses_the_platform_key_and_reports_usage(
     response = await svc.stub.Generate(ask(request_id="req-1"), metadata=svc.metadata(), timeout=10)
 
     assert (response.content, response.finish_reason) == (REPLY, "stop")
-    assert (response.provider, response.model, response.id) == ("openai", "gpt-4o-mini", "req-1")
+    assert (response.provider, response.model) == ("openai", "gpt-4o-mini")
+    # The id is minted by text-svc, never the caller's "req-1" (issue 7).
+    assert len(response.id) == 32 and response.id != "req-1"
     assert (response.usage.input_tokens, response.usage.output_tokens) == (2, 5)
     assert response.balance_micros == -1  # no billing-svc: no hold
     record = svc.openai.last_request
@@ -37,7 +39,7 @@ async def test_openai_generate_uses_the_platform_key_and_reports_usage(
 
     event = await svc.next_usage_event()
     assert (event.event_id, event.user_id, event.mode, event.outcome) == (
-        "req-1",
+        response.id,
         USER,
         "member",
         "success",
@@ -74,7 +76,8 @@ async def test_each_provider_generates_and_streams(
         )
     )
     start, *deltas, finish = messages
-    assert (start.start.id, start.start.provider, start.start.model) == ("s-1", provider, model)
+    assert (start.start.provider, start.start.model) == (provider, model)
+    assert len(start.start.id) == 32 and start.start.id != "s-1"  # minted by text-svc
     assert start.start.balance_micros == -1
     assert "".join(d.delta.content for d in deltas) == REPLY
     assert finish.finish.finish_reason == "stop"
@@ -177,14 +180,17 @@ async def test_anthropic_temperature_range_is_zero_to_one(start_text_svc: StartT
     assert "between 0 and 1 for anthropic" in remote.message
 
 
-async def test_default_model_name_and_request_id_from_metadata(
+async def test_default_model_name_and_a_minted_id_whatever_the_metadata(
     start_text_svc: StartTextSvc,
 ) -> None:
     svc = await start_text_svc(models="gpt-4o-mini,gpt-4o")
     response = await svc.stub.Generate(
         ask(model="default"), metadata=svc.metadata(request_id="md-7"), timeout=10
     )
-    assert (response.model, response.id) == ("gpt-4o-mini", "md-7")
-    response = await svc.stub.Generate(ask(model="gpt-4o"), metadata=svc.metadata(), timeout=10)
-    assert response.model == "gpt-4o"
-    assert len(response.id) == 32  # a fresh uuid4 hex
+    assert response.model == "gpt-4o-mini"
+    assert len(response.id) == 32 and response.id != "md-7"  # a fresh uuid4 hex, minted here
+    again = await svc.stub.Generate(
+        ask(model="gpt-4o"), metadata=svc.metadata(request_id="md-7"), timeout=10
+    )
+    assert again.model == "gpt-4o"
+    assert len(again.id) == 32 and again.id != response.id

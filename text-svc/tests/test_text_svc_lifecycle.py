@@ -24,7 +24,7 @@ async def test_stop_cancels_streams_past_the_grace_period_and_flushes_usage(
     svc = await start_text_svc()
     svc.openai.set_behaviour(chunks=10_000, token_delay_s=0.01)
     call = svc.stub.GenerateStream(ask(request_id="late-1"), metadata=svc.metadata())
-    await call.read()  # start
+    start = await call.read()
     await call.read()  # first delta
 
     await svc.server.stop(0.2)
@@ -32,7 +32,7 @@ async def test_stop_cancels_streams_past_the_grace_period_and_flushes_usage(
     # stop() returned: the usage event is already on the stream, the upstream was closed.
     assert await svc.usage_event_count() == 1
     event = await svc.next_usage_event(timeout_s=0.1)
-    assert (event.event_id, event.outcome) == ("late-1", "client_disconnect")
+    assert (event.event_id, event.outcome) == (start.start.id, "client_disconnect")
     await svc.openai.wait_for(lambda: svc.openai.stats["streams_cancelled"] == 1)
     with pytest.raises(grpc.aio.AioRpcError):
         while True:  # the deltas already sent, then the end of the call

@@ -28,14 +28,14 @@ async def test_a_cancelled_stream_closes_upstream_and_bills_what_was_generated(
 
     call = svc.stub.GenerateStream(ask(request_id="gone-1"), metadata=svc.metadata())
     start = await call.read()
-    assert start.start.id == "gone-1"
+    assert len(start.start.id) == 32 and start.start.id != "gone-1"  # minted by text-svc
     received = [(await call.read()).delta.content for _ in range(3)]
     call.cancel()
 
     await upstream.wait_for(lambda: upstream.stats["streams_cancelled"] == 1)
     event = await svc.next_usage_event()
     assert (event.event_id, event.outcome, event.mode, event.hold_id) == (
-        "gone-1",
+        start.start.id,
         "client_disconnect",
         "member",
         "",
@@ -104,7 +104,7 @@ async def test_stream_usage_event_carries_the_provider_usage(start_text_svc: Sta
     assert (usage.input_tokens, usage.output_tokens) == (4, 5)
     event = await svc.next_usage_event()
     assert (event.event_id, event.outcome, event.input_tokens, event.output_tokens) == (
-        "s-usage",
+        messages[0].start.id,
         "success",
         4,
         5,

@@ -87,7 +87,7 @@ async def test_a_500_falls_back_to_the_configured_provider(start_text_svc: Start
     assert [r.outcome for r in svc.anthropic.requests] == ["completed"]
     event = await svc.next_usage_event()
     assert (event.event_id, event.provider, event.model, event.outcome) == (
-        "fb-1",
+        response.id,
         "anthropic",
         "claude-haiku-4-5",
         "success",

@@ -101,7 +101,8 @@ class OperatorDefaults:
             mode="member",
             models=models,
             platform_key_ref=settings.default_provider,
-            fallback=settings.fallback,
+            # No config fallback: the operator's own (TEXT_SVC_FALLBACK) applies, as the
+            # operator's, which may name another provider (plan.fallback_route).
         )
 
     async def resolve(self, who: Caller, timeout_s: float) -> TextConfig:

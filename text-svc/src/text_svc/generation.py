@@ -132,7 +132,7 @@ class Upstream:
                         err.detail,
                         nxt.provider,
                         nxt.model,
-                        extra={"request_id": plan.request_id},
+                        extra={"request_id": plan.correlation_id, "event_id": plan.request_id},
                     )
                     continue
                 raise service_error(err, route, plan.mode) from None

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -118,20 +117,26 @@ class Metering:
             self._billing = billing_pb2_grpc.BillingServiceStub(self._channel)
 
     async def reserve(self, who: Caller, plan: Plan, timeout_s: float) -> Hold | None:
-        """Hold the worst-case cost before a member call; INSUFFICIENT_CREDITS passes through."""
+        """Hold the worst-case cost of the dearest route before a member call;
+        INSUFFICIENT_CREDITS passes through."""
         if plan.mode != "member" or self._billing is None:
             return None
         route = plan.routes[0]
         request = billing_pb2.ReserveRequest(
-            request_id=plan.request_id,
+            request_id=plan.request_id,  # minted for this call (the hold id)
             backend_type=common_pb2.BACKEND_TYPE_TEXT,
             provider=route.provider,
             model=route.model,
             worst_case=common_pb2.Usage(
                 input_tokens=plan.input_tokens_bound, output_tokens=plan.output_tokens_cap
             ),
+            # The request may end on a fallback: the hold covers the dearest route, and a
+            # fallback without a price refuses it before any provider is called.
+            alternatives=[
+                billing_pb2.Route(provider=r.provider, model=r.model) for r in plan.routes[1:]
+            ],
         )
-        who = dataclasses.replace(who, request_id=plan.request_id)
+        # x-request-id stays the caller's correlation id: billing-svc's logs join up with ours.
         metadata = forward_metadata(self._token, who)
         try:
             response = await self._billing.Reserve(

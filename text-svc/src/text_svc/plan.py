@@ -4,6 +4,7 @@ Every rejection is an InvalidArgument (or FailedPrecondition) that says what to 
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from svc_common.errors import FailedPrecondition, InvalidArgument
 from text_svc.config import KNOWN_PROVIDERS, Settings
 from text_svc.config_source import TextConfig, api_style_for
 from text_svc.providers.base import ChatCall, Endpoint, Message
+
+log = logging.getLogger(__name__)
 
 ROLES = frozenset({"system", "user", "assistant"})
 MAX_STOP_SEQUENCES = 4
@@ -41,30 +44,43 @@ class Route:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
+    # Minted by text-svc for this one call: the hold id and the usage event id. Never the
+    # caller's id, which anyone can repeat (issue 7: a reused id made member requests free).
     request_id: str
     config: TextConfig
     call: ChatCall  # for the primary route; a fallback changes only the model
     routes: tuple[Route, ...]  # the primary, then at most one fallback
     input_tokens_bound: int  # upper bound on input tokens (UTF-8 bytes + overhead per message)
     output_tokens_cap: int  # the max_tokens in force (sent to the provider in member mode)
+    correlation_id: str = ""  # the caller's x-request-id: for logs only, never for money
 
     @property
     def mode(self) -> str:
         return self.config.mode
 
 
-def request_id_for(request: text_pb2.GenerateRequest, who: Caller) -> str:
-    request_id = request.request_id or who.request_id or uuid.uuid4().hex
-    if len(request_id) > MAX_REQUEST_ID or not request_id.isprintable():
+def mint_request_id() -> str:
+    """A fresh id for one Generate or GenerateStream call: its hold and usage event id."""
+    return uuid.uuid4().hex
+
+
+def correlation_id_for(request: text_pb2.GenerateRequest, who: Caller) -> str:
+    """The caller's id for this request (body, else x-request-id metadata), for logs only."""
+    correlation_id = request.request_id or who.request_id
+    if len(correlation_id) > MAX_REQUEST_ID or not correlation_id.isprintable():
         raise InvalidArgument(
             f"request_id must be at most {MAX_REQUEST_ID} printable characters",
             param="request_id",
         )
-    return request_id
+    return correlation_id
 
 
 def plan_generation(
-    request: text_pb2.GenerateRequest, config: TextConfig, settings: Settings, request_id: str
+    request: text_pb2.GenerateRequest,
+    config: TextConfig,
+    settings: Settings,
+    request_id: str,
+    correlation_id: str = "",
 ) -> Plan:
     messages = _messages(request)
     model = _model(request.model, config)
@@ -117,7 +133,7 @@ def plan_generation(
     fallback = fallback_route(config, settings, primary)
     routes = (primary, fallback) if fallback else (primary,)
     input_bound = sum(len(m.content.encode()) + _PER_MESSAGE_OVERHEAD for m in messages)
-    return Plan(request_id, config, call, routes, input_bound, cap)
+    return Plan(request_id, config, call, routes, input_bound, cap, correlation_id)
 
 
 def _messages(request: text_pb2.GenerateRequest) -> tuple[Message, ...]:
@@ -203,8 +219,16 @@ def fallback_route(config: TextConfig, settings: Settings, primary: Route) -> Ro
     "provider:model" names another provider only when the prefix is a provider text-svc knows
     (model names such as "llama3:8b" contain colons too). Another provider needs the platform's
     key, so BYOK callers fall back only to another model of their own provider.
+
+    In member mode the fallback runs on the platform's key and is paid from the caller's hold, so
+    it must be offered to the caller: a config's fallback only as another offered model of the
+    config's own provider (settings-svc checks this when the config is saved; it is checked again
+    here because presets and configs saved before that check change), the operator's fallback
+    also on another provider, since the operator offers it. billing-svc then prices every route
+    and holds for the dearest, or refuses the hold when one has no price.
     """
-    spec = (config.fallback or settings.fallback).strip()
+    own_spec = config.fallback.strip()
+    spec = own_spec or settings.fallback.strip()
     if not spec:
         return None
     prefix, sep, rest = spec.partition(":")
@@ -212,6 +236,15 @@ def fallback_route(config: TextConfig, settings: Settings, primary: Route) -> Ro
         provider, model = prefix, rest
     else:
         provider, model = config.provider, spec
+    if config.mode == "member" and not _offered_fallback(config, provider, model, own_spec):
+        log.warning(
+            "ignoring the %s fallback %s:%s: it is not offered in member mode for %s",
+            "config's" if own_spec else "operator's",
+            provider,
+            model[:MAX_MODEL_NAME],
+            config.provider,
+        )
+        return None
     if provider == config.provider:
         endpoint = primary.endpoint
     elif config.mode == "member":
@@ -226,6 +259,16 @@ def fallback_route(config: TextConfig, settings: Settings, primary: Route) -> Ro
     if endpoint == primary.endpoint and model == primary.model:
         return None
     return Route(endpoint, model)
+
+
+def _offered_fallback(config: TextConfig, provider: str, model: str, own_spec: str) -> bool:
+    if provider != config.provider:
+        # The config offers only its own provider's models; another provider is the operator's
+        # to offer.
+        return not own_spec
+    if config.api_style in USER_CHOSEN_MODELS:
+        return len(model) <= MAX_MODEL_NAME  # whatever the server has, as for the primary
+    return model in (config.models or (config.model,))
 
 
 def output_tokens_estimate(deltas: int, chars: int) -> int:

@@ -20,7 +20,14 @@ from text_svc.config import Settings
 from text_svc.config_source import ConfigSource
 from text_svc.generation import Upstream, UpstreamStream, service_error
 from text_svc.metering import NO_BALANCE, Metering, UsageRecord
-from text_svc.plan import Plan, Route, endpoint_for, plan_generation, request_id_for
+from text_svc.plan import (
+    Plan,
+    Route,
+    correlation_id_for,
+    endpoint_for,
+    mint_request_id,
+    plan_generation,
+)
 from text_svc.providers.base import Delta, ProviderError
 
 log = logging.getLogger(__name__)
@@ -194,10 +201,12 @@ class TextService(text_pb2_grpc.TextServiceServicer):
     ) -> tuple[Caller, Plan, float]:
         who = caller(context)
         who.require_user()  # usage belongs to a user
-        request_id = request_id_for(request, who)
+        correlation_id = correlation_id_for(request, who)
         deadline = _deadline(context)
         config = await self._configs.resolve(who, self._internal_timeout(deadline))
-        return who, plan_generation(request, config, self._settings, request_id), deadline
+        # Money is keyed only on an id minted here for this call: the caller's id may repeat.
+        plan = plan_generation(request, config, self._settings, mint_request_id(), correlation_id)
+        return who, plan, deadline
 
     def _internal_timeout(self, deadline: float) -> float:
         remaining = deadline - asyncio.get_running_loop().time()
