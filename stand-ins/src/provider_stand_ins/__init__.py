@@ -1,5 +1,6 @@
-"""Local HTTP servers that speak the OpenAI, Anthropic and Ollama wire formats exactly, for
-tests, benchmarks and the offline demo provider."""
+"""Local HTTP servers that speak the OpenAI (chat and images), Anthropic, Ollama, Stability,
+AUTOMATIC1111 and ComfyUI wire formats exactly, for tests, benchmarks and the offline demo
+provider."""
 
 from provider_stand_ins.behaviour import Behaviour, count_words, reply_text, reply_words
 from provider_stand_ins.runner import PROVIDERS, StandIn

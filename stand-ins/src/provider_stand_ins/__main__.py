@@ -1,8 +1,9 @@
 """``python -m provider_stand_ins``: serve provider stand-ins in a process of their own.
 
 Prints one ready line per provider, ``stand-in ready provider=<name> url=<base url>``, and
-serves until SIGINT or SIGTERM. ``--provider all`` serves openai, anthropic and ollama on
-``--port``, ``--port``+1 and ``--port``+2 (each on a free port when ``--port`` is 0).
+serves until SIGINT or SIGTERM. ``--provider all`` serves every provider (openai, anthropic,
+ollama, stability, automatic1111, comfyui) on ``--port``, ``--port``+1, ... (each on a free port
+when ``--port`` is 0). Image knobs are flags too: ``--step-delay-s 0.05 --image-steps 20``.
 """
 
 from __future__ import annotations
