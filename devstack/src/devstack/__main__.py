@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from devstack.embedded import EmbeddedPostgres, EmbeddedRedis
+from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, stack_redis
 from devstack.secrets import STATE_DIR, dev_secrets
 from devstack.supervisor import Supervisor
 from devstack.token import mint
@@ -75,7 +75,11 @@ def wait_ready(stack: Stack, url: str, timeout: float = 180.0) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="devstack: %(message)s", stream=sys.stderr)
+    # The supervisor's lines only (not every readiness probe the HTTP client makes).
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("devstack: %(message)s"))
+    logging.getLogger("devstack").addHandler(handler)
+    logging.getLogger("devstack").setLevel(logging.INFO)
     stack = Stack()
 
     # From the first moment, so that a stop during start-up still stops what was started.
@@ -93,8 +97,7 @@ def main() -> None:
             database_url = pg.url
         redis_url = os.environ.get("REDIS_URL")
         if not redis_url:
-            # Persistent: events published but not yet applied must outlive the process.
-            redis = EmbeddedRedis(STATE_DIR / "redis", persist=True)
+            redis = stack_redis(STATE_DIR)
             stack.embedded.append(redis)
             redis_url = redis.url
 

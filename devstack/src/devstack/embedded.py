@@ -98,6 +98,13 @@ class EmbeddedRedis:
             self._process.kill()
 
 
+def stack_redis(state_dir: Path) -> EmbeddedRedis:
+    """The Redis of `make run`, under `state_dir`/redis. Persistent: usage events published but
+    not yet applied, the billing consumer group and its pending entries outlive a crash or a
+    restart of the stack."""
+    return EmbeddedRedis(state_dir / "redis", persist=True)
+
+
 def _answers(socket: Path) -> bool:
     import redis
 
