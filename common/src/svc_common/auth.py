@@ -4,11 +4,15 @@ A service token is `<service name>.<HMAC-SHA256(secret, name)>`. Services that a
 the secret and so can tell which service is calling; a caller holds only its own token (the
 gateway never gets the secret, so it cannot pass itself off as a model service). The end user's
 identity travels beside it in metadata, set by the trusted caller, never in a request body.
+
+The metadata of a call is read once, by `ServiceAuth.authenticate` in the server's guard
+(svc_common.grpc_server); the handler sees exactly that verified `Caller` through `caller()`.
 """
 
 from __future__ import annotations
 
 import base64
+import contextvars
 import hashlib
 import hmac
 from collections.abc import Sequence
@@ -21,6 +25,10 @@ AUTHORIZATION = "authorization"
 USER_ID = "x-user-id"
 USER_MEMBER = "x-user-member"
 REQUEST_ID = "x-request-id"
+
+# Each of these names one fact about the call; a second entry could say something else than the
+# one that was checked, so a call that repeats any of them is refused.
+_IDENTITY_KEYS = (AUTHORIZATION, USER_ID, USER_MEMBER, REQUEST_ID)
 
 # The services that may receive a user's decrypted key (settings-svc ResolveConfig).
 MODEL_SERVICES = frozenset({"text-svc", "multimodal-svc", "image-svc"})
@@ -69,25 +77,38 @@ class Caller:
         return self.user_id
 
 
-def caller_from_metadata(metadata: Sequence[tuple[str, Any]] | None) -> Caller:
-    service = user = request_id = ""
-    member = False
-    for key, value in metadata or ():
-        if key == AUTHORIZATION:
-            token = value[7:] if value.startswith("Bearer ") else value
-            service = token.partition(".")[0]
-        elif key == USER_ID:
-            user = value
-        elif key == USER_MEMBER:
-            member = value == "1"
-        elif key == REQUEST_ID:
-            request_id = value
-    return Caller(service=service, user_id=user, is_member=member, request_id=request_id)
+class CallRefused(Exception):
+    """The call's metadata does not identify a caller that may proceed."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+# The verified caller of the RPC being served, with the servicer context it was verified for.
+# grpc.aio runs every RPC in its own task (with its own copy of the context), so a value set by
+# one call's guard is never seen by another call.
+_verified: contextvars.ContextVar[tuple[object, Caller]] = contextvars.ContextVar("verified_caller")
+
+
+def bind_caller(context: object, who: Caller) -> None:
+    """Called by the server's guard, once per call, after `ServiceAuth.authenticate`."""
+    _verified.set((context, who))
 
 
 def caller(context: grpc.aio.ServicerContext) -> Caller:
-    """The verified caller of the current RPC (the server has checked the token: grpc_server)."""
-    return caller_from_metadata(context.invocation_metadata())
+    """The verified caller of the current RPC: exactly what the server's guard checked.
+
+    Raises Unauthenticated when this context was not verified (a handler served outside
+    svc_common.grpc_server), rather than trusting its metadata.
+    """
+    bound = _verified.get(None)
+    if bound is None or bound[0] is not context:
+        from svc_common.errors import Unauthenticated
+
+        raise Unauthenticated("this call was not authenticated")
+    return bound[1]
 
 
 def outgoing_metadata(
@@ -114,8 +135,8 @@ def forward_metadata(service_token: str, who: Caller) -> tuple[tuple[str, str], 
 
 
 class ServiceAuth:
-    """Which calls may proceed: a valid service token, from an allowed service when the server
-    names some. Health checks and reflection need none (`exempt`)."""
+    """Which calls may proceed, and who makes them: a valid service token, from an allowed
+    service when the server names some. Health checks and reflection need none (`exempt`)."""
 
     def __init__(self, secret: str, allowed_services: frozenset[str] | None = None) -> None:
         self._verifier = ServiceTokenVerifier(secret)
@@ -125,18 +146,34 @@ class ServiceAuth:
     def exempt(method: str) -> bool:
         return method.startswith(_UNAUTHENTICATED_METHODS)
 
-    def denial(
-        self, metadata: Sequence[tuple[str, Any]] | None
-    ) -> tuple[grpc.StatusCode, str] | None:
-        """Why a call with this metadata is refused; None when it may proceed."""
-        token = ""
+    def authenticate(self, metadata: Sequence[tuple[str, Any]] | None) -> Caller:
+        """The one reading of a call's identity metadata; raises CallRefused when the call may
+        not proceed. The Caller's service is the one whose token was verified."""
+        found: dict[str, str] = {}
         for key, value in metadata or ():
-            if key == AUTHORIZATION:
-                token = value[7:] if value.startswith("Bearer ") else value
-                break
+            if key not in _IDENTITY_KEYS:
+                continue
+            if key in found:
+                if key == AUTHORIZATION:
+                    raise CallRefused(
+                        grpc.StatusCode.UNAUTHENTICATED, "send exactly one authorization entry"
+                    )
+                raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, f"send {key} at most once")
+            # Binary values (keys ending in -bin) are not identity keys; these are all str.
+            found[key] = value if isinstance(value, str) else ""
+        token = found.get(AUTHORIZATION, "")
+        if token.startswith("Bearer "):
+            token = token[7:]
         service = self._verifier.verify(token) if token else None
         if service is None:
-            return grpc.StatusCode.UNAUTHENTICATED, "a valid service token is required"
+            raise CallRefused(grpc.StatusCode.UNAUTHENTICATED, "a valid service token is required")
         if self._allowed is not None and service not in self._allowed:
-            return grpc.StatusCode.PERMISSION_DENIED, f"service {service!r} may not call this"
-        return None
+            raise CallRefused(
+                grpc.StatusCode.PERMISSION_DENIED, f"service {service!r} may not call this"
+            )
+        return Caller(
+            service=service,
+            user_id=found.get(USER_ID, ""),
+            is_member=found.get(USER_MEMBER) == "1",
+            request_id=found.get(REQUEST_ID, ""),
+        )

@@ -15,12 +15,11 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
-from grpc.aio._server import Server as _AioServer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
+from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from svc_common.auth import ServiceAuth
+from svc_common.auth import CallRefused, ServiceAuth, bind_caller
 from svc_common.config import ServiceSettings
 from svc_common.errors import abort_with
 from svc_common.telemetry import server_interceptors
@@ -40,7 +39,11 @@ class GrpcService:
     """A built, not yet started, gRPC server with its health servicer and bound port."""
 
     def __init__(
-        self, server: grpc.aio.Server, port: int, health: HealthServicer, names: Sequence[str]
+        self,
+        server: grpc.aio.Server,
+        port: int,
+        health: health_aio.HealthServicer,
+        names: Sequence[str],
     ):
         self.server = server
         self.port = port
@@ -67,16 +70,22 @@ class GrpcService:
         await self.stop(grace)
 
 
-class _GuardedServer(_AioServer):  # type: ignore[misc]
+class _GuardedServer(grpc.aio.Server):
     """A grpc.aio server whose every method handler requires a valid service token (health and
-    reflection excepted) and maps exceptions to statuses (errors.abort_with)."""
+    reflection excepted) and maps exceptions to statuses (errors.abort_with).
+
+    It implements grpc.aio's public Server interface by delegating to a plain `grpc.aio.server()`,
+    and wraps each handler as a servicer registers it (generated `add_*_to_server` functions call
+    `add_generic_rpc_handlers` and `add_registered_method_handlers`)."""
 
     def __init__(self, auth: ServiceAuth, interceptors: Sequence[Any], options: Any) -> None:
-        super().__init__(None, (), interceptors, options, None, None)
+        self._server = grpc.aio.server(interceptors=interceptors, options=options)
         self._auth = auth
 
     def add_generic_rpc_handlers(self, generic_rpc_handlers: Sequence[Any]) -> None:
-        super().add_generic_rpc_handlers([_GuardedGeneric(self, h) for h in generic_rpc_handlers])
+        self._server.add_generic_rpc_handlers(
+            [_GuardedGeneric(self, h) for h in generic_rpc_handlers]
+        )
 
     def add_registered_method_handlers(
         self, service_name: str, method_handlers: dict[str, grpc.RpcMethodHandler]
@@ -85,7 +94,23 @@ class _GuardedServer(_AioServer):  # type: ignore[misc]
             name: self.guard(f"/{service_name}/{name}", handler)
             for name, handler in method_handlers.items()
         }
-        super().add_registered_method_handlers(service_name, guarded)
+        self._server.add_registered_method_handlers(service_name, guarded)
+
+    def add_insecure_port(self, address: str) -> int:
+        return self._server.add_insecure_port(address)
+
+    def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
+        return self._server.add_secure_port(address, server_credentials)
+
+    async def start(self) -> None:
+        await self._server.start()
+
+    async def stop(self, grace: float | None) -> None:
+        await self._server.stop(grace)
+
+    # grpc.aio.Server's own signature, hence its `timeout` parameter.
+    async def wait_for_termination(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        return await self._server.wait_for_termination(timeout)
 
     def guard(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         if ServiceAuth.exempt(method):
@@ -115,7 +140,7 @@ class _GuardedGeneric(grpc.GenericRpcHandler):
         self._guarded: dict[str, grpc.RpcMethodHandler | None] = {}
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        method = details.method
+        method = details.method  # type: ignore[attr-defined]
         if method in self._guarded:
             return self._guarded[method]
         handler = self._inner.service(details)
@@ -125,11 +150,18 @@ class _GuardedGeneric(grpc.GenericRpcHandler):
         return guarded
 
 
+async def _authenticate(auth: ServiceAuth, context: grpc.aio.ServicerContext) -> None:
+    """Verify the call's metadata once and hand the handler exactly that caller (auth.caller)."""
+    try:
+        who = auth.authenticate(context.invocation_metadata())
+    except CallRefused as refused:
+        await context.abort(refused.code, refused.details)
+    bind_caller(context, who)
+
+
 def _guard_unary(auth: ServiceAuth, method: str, inner: Any) -> Any:
     async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        denied = auth.denial(context.invocation_metadata())
-        if denied is not None:
-            await context.abort(*denied)
+        await _authenticate(auth, context)
         try:
             return await inner(request, context)
         except Exception as err:
@@ -140,9 +172,7 @@ def _guard_unary(auth: ServiceAuth, method: str, inner: Any) -> Any:
 
 def _guard_stream(auth: ServiceAuth, method: str, inner: Any) -> Any:
     async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        denied = auth.denial(context.invocation_metadata())
-        if denied is not None:
-            await context.abort(*denied)
+        await _authenticate(auth, context)
         try:
             async for message in inner(request, context):
                 yield message
@@ -157,7 +187,7 @@ def build_server(
     service_names: Sequence[str],
     *,
     allowed_callers: frozenset[str] | None = None,
-) -> tuple[grpc.aio.Server, int, HealthServicer]:
+) -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
     """A grpc.aio server with auth, error mapping and tracing, bound to settings.listen.
 
     Register servicers on the returned server (each handler is guarded as it is added), then wrap
@@ -172,7 +202,7 @@ def build_server(
     port = server.add_insecure_port(settings.listen)
     if port == 0:
         raise RuntimeError(f"could not bind {settings.listen}")
-    health = HealthServicer()
+    health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         [
