@@ -31,7 +31,7 @@ from settings_svc.server import create_server
 
 pytestmark = pytest.mark.timeout(90)
 
-MIGRATIONS = ["0001_schema.sql", "0002_seed_presets.sql"]
+MIGRATIONS = ["0001_schema.sql", "0002_seed_presets.sql", "0003_keyed_key_fingerprints.sql"]
 
 
 async def _fetch(database_url: str, query: str, *args: object) -> list[asyncpg.Record]:

@@ -2,7 +2,8 @@
 
 Each ciphertext is bound to its row by associated data (user id, backend type, provider), so a
 ciphertext copied to another row does not decrypt. The id of the master key that encrypted a row is
-stored beside it; the first listed master key encrypts, any listed one decrypts.
+stored beside it; the first listed master key encrypts, any listed one decrypts. A row's displayed
+fingerprint is an HMAC under a key derived from that same master key (KeyRing.fingerprint).
 
 Nothing here ever puts a user's key (or a master key) in a message, log line or exception.
 """
@@ -12,19 +13,26 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import logging
 import os
 import re
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from settings_svc.config import Settings
 
 log = logging.getLogger(__name__)
 
 NONCE_BYTES = 12
+# HKDF label of the fingerprint keys: a fixed, distinct label, so a fingerprint key is never the
+# encryption key and no separate secret has to be configured, kept and rotated.
+FINGERPRINT_KEY_INFO = b"settings-svc api key fingerprint v1"
+FINGERPRINT_HEX_CHARS = 12
 MAX_API_KEY_CHARS = 4096
 _KEY_ID = re.compile(r"^[A-Za-z0-9_\-]{1,32}$")
 # Printable ASCII without spaces: every provider key format fits, and nothing can smuggle a
@@ -80,10 +88,6 @@ def key_hint(key: str) -> str:
     return "…" + key[-4:]
 
 
-def key_fingerprint(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
-
-
 def associated_data(user_id: str, backend_type: str, provider: str) -> bytes:
     return f"{user_id}|{backend_type}|{provider}".encode()
 
@@ -97,6 +101,12 @@ class KeyRing:
         self._aead = {key_id: AESGCM(secret) for key_id, secret in keys}
         if len(self._aead) != len(keys):
             raise KeyConfigError("SETTINGS_SVC_ENCRYPTION_KEYS lists a key id twice")
+        self._fingerprint_keys = {
+            key_id: HKDF(
+                algorithm=hashes.SHA256(), length=32, salt=None, info=FINGERPRINT_KEY_INFO
+            ).derive(secret)
+            for key_id, secret in keys
+        }
         self.newest_id = keys[0][0]
         self.key_ids = tuple(key_id for key_id, _ in keys)
 
@@ -142,6 +152,28 @@ class KeyRing:
         nonce = os.urandom(NONCE_BYTES)
         ciphertext = self._aead[self.newest_id].encrypt(nonce, plaintext.encode(), aad)
         return EncryptedKey(self.newest_id, nonce, ciphertext)
+
+    def fingerprint(self, key_id: str, user_id: str, api_key: str) -> str:
+        """What a user sees to tell their keys apart: HMAC-SHA256 of (user id, key), truncated.
+
+        Keyed, so a database reader cannot confirm a guessed key from it (a plain hash of a key
+        can be checked against any guess); the user id in the input gives two users' equal keys
+        different fingerprints, so rows cannot be matched across users either.
+
+        The MAC key is derived from the master key that encrypts the row (`key_id`, stored beside
+        it), not from a separate secret: nothing new to configure or lose, and fingerprint and
+        ciphertext can only be read together. The price: `rotate-keys` re-encrypts a row under
+        the newest master key and recomputes its fingerprint, so a fingerprint changes once per
+        rotation (docs/configuration.md says so).
+        """
+        mac_key = self._fingerprint_keys.get(key_id)
+        if mac_key is None:
+            raise UndecryptableKey(key_id, unknown_key_id=True)
+        user = user_id.encode()
+        # Length-prefixed, so no (user id, key) pair can be spelt as another.
+        message = len(user).to_bytes(4, "big") + user + api_key.encode()
+        digest = hmac.new(mac_key, message, hashlib.sha256).hexdigest()
+        return digest[:FINGERPRINT_HEX_CHARS]
 
     def decrypt(self, key_id: str, nonce: bytes, ciphertext: bytes, aad: bytes) -> str:
         aead = self._aead.get(key_id)

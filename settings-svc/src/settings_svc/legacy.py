@@ -14,7 +14,7 @@ import logging
 
 import asyncpg
 
-from settings_svc.keystore import KeyRing, associated_data, key_fingerprint, key_hint
+from settings_svc.keystore import KeyRing, associated_data, key_hint
 from settings_svc.presets import PresetCatalog
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ async def _carry_row(
             encrypted.nonce,
             encrypted.ciphertext,
             key_hint(api_key),
-            key_fingerprint(api_key),
+            keyring.fingerprint(encrypted.key_id, user_id, api_key),
         )
     if row["llm_api_key"] is not None:
         await conn.execute(

@@ -2,6 +2,8 @@
 
 Each row is re-encrypted in its own transaction under a row lock and only if it is still under an
 older master key, so the command can be interrupted, rerun, or run on two machines at once.
+A row's fingerprint is keyed by its master key, so it is recomputed with the re-encryption; rows
+without a fingerprint (stored before fingerprints were keyed) get one even if already current.
 """
 
 from __future__ import annotations
@@ -20,18 +22,20 @@ log = logging.getLogger(__name__)
 class RotationResult:
     rotated: int
     failed: int
+    # Rows already under the newest master key that only lacked a fingerprint.
+    fingerprinted: int = 0
 
 
 _BATCH = """
 SELECT user_id, backend_type FROM settings.api_keys
-WHERE key_id <> $1 AND (user_id, backend_type) > ($2, $3)
+WHERE (key_id <> $1 OR fingerprint = '') AND (user_id, backend_type) > ($2, $3)
 ORDER BY user_id, backend_type
 LIMIT $4
 """
 
 _LOCK_ROW = """
 SELECT provider, key_id, nonce, ciphertext FROM settings.api_keys
-WHERE user_id = $1 AND backend_type = $2 AND key_id <> $3
+WHERE user_id = $1 AND backend_type = $2 AND (key_id <> $3 OR fingerprint = '')
 FOR UPDATE
 """
 
@@ -40,7 +44,7 @@ async def rotate_keys(
     pool: asyncpg.Pool, keyring: KeyRing, batch_size: int = 200
 ) -> RotationResult:
     newest = keyring.newest_id
-    rotated = failed = 0
+    rotated = failed = fingerprinted = 0
     after = ("", "")
     async with pool.acquire() as conn:
         while True:
@@ -67,17 +71,34 @@ async def rotate_keys(
                             extra={"user_id": user_id},
                         )
                         continue
+                    if row["key_id"] == newest:
+                        await conn.execute(
+                            "UPDATE settings.api_keys SET fingerprint = $3"
+                            " WHERE user_id = $1 AND backend_type = $2",
+                            user_id,
+                            backend_type,
+                            keyring.fingerprint(newest, user_id, plaintext),
+                        )
+                        fingerprinted += 1
+                        continue
                     encrypted = keyring.encrypt(plaintext, aad)
                     await conn.execute(
-                        "UPDATE settings.api_keys SET key_id = $3, nonce = $4, ciphertext = $5 "
-                        "WHERE user_id = $1 AND backend_type = $2",
+                        "UPDATE settings.api_keys SET key_id = $3, nonce = $4, ciphertext = $5,"
+                        " fingerprint = $6 WHERE user_id = $1 AND backend_type = $2",
                         user_id,
                         backend_type,
                         encrypted.key_id,
                         encrypted.nonce,
                         encrypted.ciphertext,
+                        keyring.fingerprint(encrypted.key_id, user_id, plaintext),
                     )
                     rotated += 1
             after = (batch[-1]["user_id"], batch[-1]["backend_type"])
-    log.info("key rotation to %r: %d rotated, %d failed", newest, rotated, failed)
-    return RotationResult(rotated, failed)
+    log.info(
+        "key rotation to %r: %d rotated, %d failed, %d fingerprints computed",
+        newest,
+        rotated,
+        failed,
+        fingerprinted,
+    )
+    return RotationResult(rotated, failed, fingerprinted)

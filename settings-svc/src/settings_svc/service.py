@@ -22,7 +22,6 @@ from settings_svc.keystore import (
     KeyRing,
     UndecryptableKey,
     associated_data,
-    key_fingerprint,
     key_hint,
     normalize_api_key,
 )
@@ -182,10 +181,39 @@ class SettingsServicer(settings_pb2_grpc.SettingsServiceServicer):
             )
         return message
 
+    async def _views(
+        self, user_id: str, backend_types: list[str]
+    ) -> dict[str, tuple[StoredConfig | None, KeyInfo | None]]:
+        views = await self.store.view(user_id, backend_types)
+        for backend_type, (config, key) in views.items():
+            if key is not None and key.sealed is not None:
+                key = await self._fingerprinted(user_id, backend_type, key)
+                views[backend_type] = (config, key)
+        return views
+
+    async def _fingerprinted(self, user_id: str, backend_type: str, key: KeyInfo) -> KeyInfo:
+        """A key stored without a (keyed) fingerprint, with one computed now and stored."""
+        assert key.sealed is not None
+        sealed = key.sealed
+        try:
+            api_key = self._keyring.decrypt(
+                sealed.key_id,
+                sealed.nonce,
+                sealed.ciphertext,
+                associated_data(user_id, backend_type, sealed.provider),
+            )
+        except UndecryptableKey as err:
+            # Shown without a fingerprint; using the key reports the problem (API_KEY_UNREADABLE).
+            log.warning("%s API key unreadable: %s", backend_type, err, extra={"user_id": user_id})
+            return KeyInfo(key.provider, key.hint, "")
+        fingerprint = self._keyring.fingerprint(sealed.key_id, user_id, api_key)
+        await self.store.set_fingerprint(user_id, backend_type, sealed.nonce, fingerprint)
+        return KeyInfo(key.provider, key.hint, fingerprint)
+
     async def _view(
         self, who: Caller, user_id: str, backend_type: str
     ) -> settings_pb2.BackendConfig:
-        config, key = (await self.store.view(user_id, [backend_type]))[backend_type]
+        config, key = (await self._views(user_id, [backend_type]))[backend_type]
         return self._config_message(backend_type, config, key, who)
 
     # --- RPCs --------------------------------------------------------------------------------
@@ -196,7 +224,7 @@ class SettingsServicer(settings_pb2_grpc.SettingsServiceServicer):
         who = caller(context)
         user_id = _user(who)
         names = list(BACKEND_TYPE_ENUMS)
-        views = await self.store.view(user_id, names)
+        views = await self._views(user_id, names)
         return settings_pb2.GetConfigsResponse(
             configs=[self._config_message(name, *views[name], who) for name in names]
         )
@@ -368,7 +396,8 @@ class SettingsServicer(settings_pb2_grpc.SettingsServiceServicer):
         encrypted = self._keyring.encrypt(
             api_key, associated_data(user_id, backend_type, preset.provider)
         )
-        hint, fingerprint = key_hint(api_key), key_fingerprint(api_key)
+        hint = key_hint(api_key)
+        fingerprint = self._keyring.fingerprint(encrypted.key_id, user_id, api_key)
         await self.store.set_key(
             user_id, backend_type, preset.provider, encrypted, hint, fingerprint
         )

@@ -51,18 +51,20 @@ class StoredConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class KeyInfo:
-    provider: str
-    hint: str
-    fingerprint: str
-
-
-@dataclass(frozen=True, slots=True)
 class StoredKey:
     provider: str
     key_id: str
     nonce: bytes
     ciphertext: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    provider: str
+    hint: str
+    fingerprint: str
+    # Only when the fingerprint is still to be computed (''): the sealed key it is computed from.
+    sealed: StoredKey | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +98,12 @@ _CONFIG_COLUMNS = "provider, model, temperature, mode, options, base_url, versio
 _VIEW = """
 SELECT want.backend_type,
        c.provider, c.model, c.temperature, c.mode, c.options, c.base_url, c.version, c.updated_at,
-       k.provider AS key_provider, k.hint AS key_hint, k.fingerprint AS key_fingerprint
+       k.provider AS key_provider, k.hint AS key_hint, k.fingerprint AS key_fingerprint,
+       -- The sealed key only where its fingerprint is missing (rows stored before fingerprints
+       -- were keyed): the service computes it once and stores it (set_fingerprint).
+       CASE WHEN k.fingerprint = '' THEN k.key_id END AS key_id,
+       CASE WHEN k.fingerprint = '' THEN k.nonce END AS key_nonce,
+       CASE WHEN k.fingerprint = '' THEN k.ciphertext END AS key_ciphertext
 FROM unnest($2::text[]) AS want(backend_type)
 LEFT JOIN settings.backend_configs c ON c.user_id = $1 AND c.backend_type = want.backend_type
 LEFT JOIN settings.api_keys k ON k.user_id = $1 AND k.backend_type = want.backend_type
@@ -153,7 +160,12 @@ class ConfigStore:
         for row in rows:
             key = None
             if row["key_provider"] is not None:
-                key = KeyInfo(row["key_provider"], row["key_hint"], row["key_fingerprint"])
+                sealed = None
+                if row["key_id"] is not None:
+                    sealed = StoredKey(
+                        row["key_provider"], row["key_id"], row["key_nonce"], row["key_ciphertext"]
+                    )
+                key = KeyInfo(row["key_provider"], row["key_hint"], row["key_fingerprint"], sealed)
             result[row["backend_type"]] = (_config(row), key)
         return result
 
@@ -230,6 +242,20 @@ class ConfigStore:
             encrypted.nonce,
             encrypted.ciphertext,
             hint,
+            fingerprint,
+        )
+
+    async def set_fingerprint(
+        self, user_id: str, backend_type: str, nonce: bytes, fingerprint: str
+    ) -> None:
+        """Store a fingerprint computed for a row that had none, unless the key was replaced
+        meanwhile (a new key or a rotation has a new nonce and its own fingerprint)."""
+        await self.pool.execute(
+            "UPDATE settings.api_keys SET fingerprint = $4"
+            " WHERE user_id = $1 AND backend_type = $2 AND nonce = $3 AND fingerprint = ''",
+            user_id,
+            backend_type,
+            nonce,
             fingerprint,
         )
 
