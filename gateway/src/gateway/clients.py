@@ -31,7 +31,7 @@ Metadata = tuple[tuple[str, str], ...]
 
 
 def open_model_channel(target: str) -> grpc.aio.Channel:
-    """A channel for model calls: svc_common's options (retries of UNAVAILABLE, keepalive), but
+    """A channel for model calls: svc_common's options (keepalive; retries only for reads), but
     without OpenTelemetry's aio client interceptor.
 
     That interceptor awaits the whole unary call inside itself, so `call.cancel()` cancels the
