@@ -13,7 +13,9 @@ from .conftest import Backends
 MIB = 1024 * 1024
 
 
-async def _send_until_answered(url: str, head: bytes, filler: bytes, total: int) -> tuple[int, bytes]:
+async def _send_until_answered(
+    url: str, head: bytes, filler: bytes, total: int
+) -> tuple[int, bytes]:
     """Sends `head`, then `filler` repeatedly up to `total` bytes, and stops as soon as the server
     has answered; the bytes sent, and the whole answer (read to the server's close)."""
     host, port = url.removeprefix("http://").split(":")

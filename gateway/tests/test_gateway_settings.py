@@ -152,9 +152,11 @@ async def test_put_several_configs(gateway: httpx.AsyncClient, backends: Backend
     ("body", "param"),
     [
         ({"text": {"provider": "openai", "colour": "red"}}, "text.colour"),
-        ({"text": {"temperature": "hot"}}, "text.temperature"),
-        ({"text": {"mode": "free"}}, "text.mode"),
-        ({"temperature": "0.5"}, "temperature"),
+        # provider is required (issue 7: the document said "" was its default, the server refused)
+        ({"text": {"provider": "openai", "temperature": "hot"}}, "text.temperature"),
+        ({"text": {"provider": "openai", "mode": "free"}}, "text.mode"),
+        ({"provider": "openai", "temperature": "0.5"}, "temperature"),
+        ({"text": {"model": "gpt-test"}}, "text.provider"),
     ],
 )
 async def test_invalid_settings_bodies_are_400(

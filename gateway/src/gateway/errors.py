@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import compile_path
 
 from svc_common import errors as svc_errors
 from svc_common.errors import RemoteError, http_status, openai_error_type
@@ -71,13 +72,22 @@ class ApiError(Exception):
         )
 
 
+def error_type(status: int) -> str:
+    """OpenAI's error type for `status`: every 4xx without a type of its own (405, 415, 431...)
+    is the caller's to fix, so invalid_request_error, never server_error."""
+    kind = openai_error_type(status)
+    if kind == "server_error" and 400 <= status < 500:
+        return "invalid_request_error"
+    return kind
+
+
 def error_body(
     status: int, message: str, *, code: str | None = None, param: str | None = None
 ) -> dict[str, Any]:
     return {
         "error": {
             "message": message,
-            "type": openai_error_type(status),
+            "type": error_type(status),
             "code": code,
             "param": param,
         }
@@ -148,11 +158,50 @@ def install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route for {request.method} {request.url.path}"
-        elif exc.status_code == 405:
+        headers = {name.lower(): value for name, value in (exc.headers or {}).items()}
+        if exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}"
-        err = ApiError(exc.status_code, message, code=None, headers=dict(exc.headers or {}))
+            # Starlette names only the methods of the first route that matched the path; the
+            # other routes of the same path (PUT beside GET) belong in Allow too.
+            allowed = _allowed_methods(request)
+            if allowed:
+                headers["allow"] = ", ".join(allowed)
+        err = ApiError(exc.status_code, message, code=None, headers=headers)
         return err.response()
+
+    async def on_unexpected_error(request: Request, exc: Exception) -> Response:
+        # Starlette's ServerErrorMiddleware calls this for anything no other handler took (in a
+        # route, a dependency or a middleware), logs it after the answer, and when the response
+        # had already started, closes the connection instead. The user gets the usual shape and
+        # the request id to quote; never the exception's text, which may hold a key.
+        headers = {}
+        rid = request.scope.get("state", {}).get("request_id")
+        if rid:
+            headers["x-request-id"] = rid
+        return ApiError(
+            500,
+            "the gateway failed to handle the request; try again, and quote the x-request-id "
+            "if it keeps failing",
+            code="server_error",
+            headers=headers,
+        ).response()
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_exception)
+    app.add_exception_handler(Exception, on_unexpected_error)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the OpenAPI document lists for the request's path (the routes as declared,
+    through FastAPI's public document rather than its router internals)."""
+    app = request.app
+    table = getattr(app.state, "allowed_methods", None)
+    if table is None:
+        table = []
+        for template, operations in app.openapi()["paths"].items():
+            regex, _, _ = compile_path(template)
+            table.append((regex, sorted(method.upper() for method in operations)))
+        app.state.allowed_methods = table
+    path = request.url.path
+    return sorted({method for regex, methods in table if regex.match(path) for method in methods})

@@ -7,12 +7,75 @@ rendered with orjson and described here.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+)
 
 BackendTypeName = Literal["text", "multimodal", "image"]
 ModeName = Literal["member", "byok"]
+
+# Versions are int64 in the services' contracts.
+INT64_MAX = 2**63 - 1
+# What settings-svc stores as a key (svc settings_svc.keystore): printable ASCII, no spaces.
+MAX_API_KEY_CHARS = 4096
+API_KEY_PATTERN = "^[!-~]+$"
+_API_KEY = re.compile(API_KEY_PATTERN)
+
+
+def _unicode_text(value: str) -> str:
+    # JSON may escape a lone surrogate ("\ud800"); such a string cannot be encoded to UTF-8,
+    # so no service could store or even receive it.
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError(
+                "must be valid Unicode text: remove the lone surrogate (such as \\ud800)"
+            ) from None
+    return value
+
+
+# Every string of a settings body: plain str, without lone surrogates.
+Text = Annotated[str, AfterValidator(_unicode_text)]
+
+
+def _clean_api_key(value: Any) -> Any:
+    """The key as settings-svc will store it: surrounding whitespace removed, then printable
+    ASCII only. Checked here too, so the gateway refuses what the service would."""
+    if not isinstance(value, str):
+        return value  # the SecretStr type check says what is wrong
+    key = value.strip()
+    if not key:
+        raise ValueError("api_key is empty: send the key, or DELETE the api-key route to remove it")
+    if not _API_KEY.match(key):
+        # Never the key itself in the message: only what to change.
+        raise ValueError(
+            "api_key may contain only printable ASCII characters, without spaces or control "
+            "characters"
+        )
+    return key
+
+
+ApiKey = Annotated[
+    SecretStr,
+    BeforeValidator(_clean_api_key),
+    Field(
+        min_length=1,
+        max_length=MAX_API_KEY_CHARS,
+        description="Write-only. Printable ASCII without spaces; surrounding whitespace is removed",
+        json_schema_extra={"pattern": API_KEY_PATTERN},
+    ),
+]
 
 
 # ---- chat completions (OpenAPI description only) ----
@@ -35,6 +98,17 @@ class StreamOptions(BaseModel):
 
 class ChatCompletionRequest(BaseModel):
     """OpenAI's chat completion body. Unknown fields are ignored; images go to multimodal."""
+
+    # stream_options is refused unless stream is true (as OpenAI does): said in the schema too.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {
+                "required": ["stream_options"],
+                "properties": {"stream_options": {"type": "object"}},
+            },
+            "then": {"required": ["stream"], "properties": {"stream": {"const": True}}},
+        }
+    )
 
     model: str | None = Field(None, description="Empty: the model of your text config")
     messages: list[ChatMessage] = Field(min_length=1)
@@ -144,16 +218,21 @@ class ConfigUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    provider: str = ""
-    model: str = ""
-    temperature: float | None = None
-    mode: ModeName | None = None
-    options: dict[str, str] = Field(default_factory=dict)
-    base_url: str = ""
-    version: int | None = Field(
-        None, description="The version you last read; a newer stored version answers 409"
+    provider: Text = Field(
+        min_length=1, description="One of the presets' providers for this backend type"
     )
-    api_key: SecretStr | None = Field(None, description="Write-only")
+    model: Text = Field("", description="Empty: the provider's default model")
+    temperature: float | None = Field(None, allow_inf_nan=False)
+    mode: ModeName | None = None
+    options: dict[Text, Text] = Field(default_factory=dict)
+    base_url: Text = ""
+    version: int | None = Field(
+        None,
+        ge=0,
+        le=INT64_MAX,
+        description="The version you last read; a newer stored version answers 409",
+    )
+    api_key: ApiKey | None = None
 
 
 class LegacyConfigUpdate(ConfigUpdate):
@@ -187,8 +266,8 @@ LlmSettingsUpdate = Annotated[
 class ApiKeyUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    api_key: SecretStr = Field(min_length=1, description="Write-only")
-    provider: str = Field("", description="Empty: the provider of the current config")
+    api_key: ApiKey
+    provider: Text = Field("", description="Empty: the provider of the current config")
 
 
 class Preset(BaseModel):

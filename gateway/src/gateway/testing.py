@@ -15,6 +15,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 
 import uvicorn
+from fastapi import FastAPI
 
 from gateway.app import create_app
 from gateway.config import Settings
@@ -38,14 +39,17 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serve_gateway(settings: Settings, *, host: str = "127.0.0.1") -> AsyncIterator[str]:
-    """The base URL of a gateway built from `settings`, listening on a free port until exit."""
+async def serve_gateway(
+    settings: Settings, *, host: str = "127.0.0.1", app: FastAPI | None = None
+) -> AsyncIterator[str]:
+    """The base URL of a gateway built from `settings` (or `app`, built from them and changed by
+    the test), listening on a free port until exit."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     port = sock.getsockname()[1]
     config = server_config(
-        create_app(settings),
+        app or create_app(settings),
         settings,
         log_level="warning",
         access_log=False,

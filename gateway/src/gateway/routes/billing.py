@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -51,22 +52,40 @@ async def get_balance(user: CurrentUser, request_id: RequestId, billing: Billing
     )
 
 
+# The times billing-svc can take: unix seconds from 1970 up to the end of year 9999 (the end
+# of Python's and the console's calendars; billing-svc turns them into timestamps).
+LATEST_UNIX = 253_402_300_799  # 9999-12-31T23:59:59Z
+_UNIX_SECONDS = re.compile(r"[0-9]{1,20}")
+
+
 def parse_time(value: str | None, param: str) -> int:
     """Unix seconds from unix seconds or ISO-8601 (a time without a zone is UTC); 0 when absent."""
     if value is None or value == "":
         return 0
-    if value.isdigit():
-        return int(value)
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise invalid(
-            f"invalid value for '{param}': use ISO-8601 (2025-01-31T00:00:00Z) or unix seconds",
-            param=param,
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp())
+    out_of_range = invalid(
+        f"'{param}' is out of range: use a time between 1970-01-01T00:00:00Z and "
+        "9999-12-31T23:59:59Z",
+        param=param,
+    )
+    if _UNIX_SECONDS.fullmatch(value):
+        seconds = int(value)
+    else:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise invalid(
+                f"invalid value for '{param}': use ISO-8601 (2025-01-31T00:00:00Z) or unix seconds",
+                param=param,
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        try:
+            seconds = int(moment.timestamp())
+        except (OverflowError, ValueError):
+            raise out_of_range from None
+    if not 0 <= seconds <= LATEST_UNIX:
+        raise out_of_range
+    return seconds
 
 
 @usage_router.get(

@@ -6,11 +6,12 @@ the body) and answers 409 when the stored config has changed since.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, Depends, Header, Query
+from fastapi import APIRouter, Body, Depends, Header, Path, Query
 from starlette.responses import Response
 
 from gateway import schemas
@@ -25,13 +26,21 @@ from grpc_stubs.settings.v1 import settings_pb2
 router = APIRouter(prefix="/api/settings/llm", tags=["settings"])
 
 UNCHECKED = -1
+_VERSION = re.compile(r"[0-9]{1,19}")
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": schemas.ErrorResponse} for status in (400, 401, 404, 409, 503)
 }
 
 
-async def _backend_type(backend_type: str) -> common_pb2.BackendType.ValueType:
+async def _backend_type(
+    backend_type: Annotated[
+        str,
+        # A plain string, so that an unknown one is a 404 that names the three; documented as
+        # the enum it is.
+        Path(json_schema_extra={"enum": list(BACKEND_TYPES)}),
+    ],
+) -> common_pb2.BackendType.ValueType:
     value = BACKEND_TYPES.get(backend_type)
     if value is None:
         raise ApiError(
@@ -103,7 +112,8 @@ def _if_match_version(if_match: str | None) -> int | None:
     if tag == "*":
         return UNCHECKED
     tag = tag.removeprefix("W/").strip('"')
-    if not tag.isdigit():
+    # ASCII digits only (str.isdigit also takes "²"), and a version the services can hold.
+    if not _VERSION.fullmatch(tag) or int(tag) > schemas.INT64_MAX:
         raise invalid('If-Match must be the ETag of a config you read, e.g. "3"', param="If-Match")
     return int(tag)
 

@@ -6,6 +6,7 @@ one router per prefix, so that each route knows its full path (metrics and trace
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -29,6 +30,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": schemas.ErrorResponse}
     for status in (400, 401, 402, 404, 413, 415, 429, 503, 504)
 }
+log = logging.getLogger("gateway.text")
 _CREDITS_HEADER = "x-credits-remaining"
 _STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
@@ -75,9 +77,7 @@ async def create_chat_completion(
     headers = {}
     if response.balance_micros >= 0:
         headers[_CREDITS_HEADER] = str(response.balance_micros)
-    return Response(
-        completion_json(response), headers=headers, media_type="application/json"
-    )
+    return Response(completion_json(response), headers=headers, media_type="application/json")
 
 
 async def _start_stream(
@@ -153,6 +153,13 @@ async def _events(
         yield ChunkWriter.error(err)
     except CallCancelled:
         return  # the client went away: nobody to tell
+    except Exception:
+        # A bug of ours after the status line: the client still gets an error event it can
+        # read, not a connection cut mid-stream.
+        log.exception("the stream failed after its first event")
+        yield ChunkWriter.error(
+            ApiError(500, "the gateway failed while streaming the answer", code="server_error")
+        )
     finally:
         stream.cancel()
         metrics.streams.dec()
