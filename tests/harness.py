@@ -153,7 +153,8 @@ async def running_platform(
             anthropic_base_url=anthropic_stand_in.sdk_base_url,
             anthropic_api_key=PLATFORM_ANTHROPIC_KEY,
             ollama_base_url=ollama_stand_in.base_url,
-            **(text or {}),
+            # The same allow-list as settings-svc's: text-svc checks it again at every connection.
+            **{"allowed_base_url_hosts": ["127.0.0.1"], **(text or {})},
         )
         text_server = create_text(text_settings)
         await text_server.start()

@@ -144,10 +144,21 @@ def name_refusal(host: str) -> str | None:
     `host` is normalised (see normalise_host); the allow-list is the caller's to apply first."""
     if host in _METADATA_HOSTS:
         return f"host {host} is a cloud metadata service"
-    literal = parse_ip_literal(host)
+    literal = parse_ip_literal(host) or _legacy_ipv4(host)
     if literal is not None:
         return address_refusal(host, [literal])
     return None
+
+
+def _legacy_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """The address of a decimal, octal, hex or short IPv4 spelling (`2130706433`, `0177.0.0.1`,
+    `127.1`): resolvers read them as inet_aton does, whatever an HTTP client makes of them."""
+    if not host or any(ch not in "0123456789abcdefx." for ch in host):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
 
 
 def address_refusal(host: str, addresses: Iterable[IPAddress]) -> str | None:
