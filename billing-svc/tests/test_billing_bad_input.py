@@ -216,3 +216,30 @@ async def test_a_grant_past_the_largest_balance_is_invalid_argument_and_changes_
     assert (err.code, err.param) == (grpc.StatusCode.INVALID_ARGUMENT, "amount_micros")
     assert (await billing.balance(bob)).balance_micros == balance
     assert await billing.pool.fetchval("SELECT count(*) FROM billing.ledger") == ledger
+
+
+async def test_a_request_that_is_not_utf8_is_invalid_argument(billing: Billing) -> None:
+    # A lone surrogate as a non-Python client encodes it: protobuf cannot parse the request.
+    request = billing_pb2.ReserveRequest(
+        request_id=uuid.uuid4().hex,
+        backend_type=common_pb2.BACKEND_TYPE_TEXT,
+        provider="openai",
+        model="gpt-4o-miniMARK",
+        worst_case=common_pb2.Usage(input_tokens=10, output_tokens=10),
+    ).SerializeToString()
+    alice = user()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{billing.server.port}") as channel:
+        reserve = channel.unary_unary(
+            "/billing.v1.BillingService/Reserve",
+            request_serializer=lambda raw: raw,
+            response_deserializer=lambda raw: raw,
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await reserve(
+                request.replace(b"MARK", b"\xed\xa0\x80"),
+                metadata=billing.as_user(alice),
+                timeout=10,
+            )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "UTF-8" in (caught.value.details() or "")
+    assert await billing.pool.fetchval("SELECT count(*) FROM billing.holds") == 0

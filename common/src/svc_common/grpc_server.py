@@ -15,13 +15,14 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from svc_common.auth import CallRefused, ServiceAuth, bind_caller
 from svc_common.config import ServiceSettings
-from svc_common.errors import abort_with
+from svc_common.errors import InvalidArgument, abort_with
 from svc_common.telemetry import server_interceptors
 
 log = logging.getLogger(__name__)
@@ -115,16 +116,20 @@ class _GuardedServer(grpc.aio.Server):
     def guard(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         if ServiceAuth.exempt(method):
             return handler
+        # The request is parsed inside the guard, not by grpc: a request grpc cannot parse
+        # (a string field that is not UTF-8, e.g. a lone surrogate from a non-Python client)
+        # would otherwise end as UNKNOWN naming a Python exception, not INVALID_ARGUMENT.
+        parse = handler.request_deserializer
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _guard_unary(self._auth, method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                _guard_unary(self._auth, method, handler.unary_unary, parse),
+                request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _guard_stream(self._auth, method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                _guard_stream(self._auth, method, handler.unary_stream, parse),
+                request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
         raise TypeError(f"{method}: only unary requests are served (client streams are not)")
@@ -159,22 +164,34 @@ async def _authenticate(auth: ServiceAuth, context: grpc.aio.ServicerContext) ->
     bind_caller(context, who)
 
 
-def _guard_unary(auth: ServiceAuth, method: str, inner: Any) -> Any:
+def _parsed(parse: Any, request: Any) -> Any:
+    if parse is None:
+        return request
+    try:
+        return parse(request)
+    except DecodeError:
+        raise InvalidArgument(
+            "the request is not a valid protobuf message: every string field must be valid UTF-8"
+            " (no lone surrogates such as \\ud800 and no other invalid bytes)"
+        ) from None
+
+
+def _guard_unary(auth: ServiceAuth, method: str, inner: Any, parse: Any) -> Any:
     async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
         await _authenticate(auth, context)
         try:
-            return await inner(request, context)
+            return await inner(_parsed(parse, request), context)
         except Exception as err:
             await abort_with(context, err, method)
 
     return unary_unary
 
 
-def _guard_stream(auth: ServiceAuth, method: str, inner: Any) -> Any:
+def _guard_stream(auth: ServiceAuth, method: str, inner: Any, parse: Any) -> Any:
     async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         await _authenticate(auth, context)
         try:
-            async for message in inner(request, context):
+            async for message in inner(_parsed(parse, request), context):
                 yield message
         except Exception as err:
             await abort_with(context, err, method)
