@@ -1,20 +1,114 @@
-"""Settings every service shares; each service subclasses ServiceSettings with its env prefix."""
+"""Settings every service shares; each service subclasses ServiceSettings with its env prefix.
+
+`refuse_public_secrets` is the one check, used by every service, that no secret is empty or a
+value anyone can read (a published default) outside development.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Secret values that have been published (as defaults in this repository's compose file, docs or
+# examples, or as the usual placeholders): a deployment that uses one lets anyone mint service
+# tokens or user JWTs. Compared case-insensitively.
+KNOWN_PUBLIC_SECRETS = frozenset(
+    {
+        "change-me-service-token-secret",
+        "change-me",
+        "changeme",
+        "change_me",
+        "secret",
+        "password",
+        "default",
+        "development",
+        "dev",
+        "test",
+    }
+)
+# Public key material: settings-svc's fixed development encryption key (see its keystore).
+_PUBLIC_KEY_BYTES = frozenset(
+    {hashlib.sha256(b"settings-svc development key: never use outside development").digest()}
+)
+
+
+def _is_public_service_token(token: str) -> bool:
+    """A token minted from a published secret: anyone can mint the same one."""
+    from svc_common.auth import mint_service_token
+
+    service = token.partition(".")[0]
+    return any(mint_service_token(s, service) == token for s in KNOWN_PUBLIC_SECRETS)
+
+
+def _has_public_key(spec: str) -> bool:
+    """`keyid:base64,...` (settings-svc's encryption keys) naming a published key."""
+    for entry in spec.split(","):
+        encoded = entry.partition(":")[2].strip()
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            continue  # malformed: the keystore says what is wrong with it
+        if key in _PUBLIC_KEY_BYTES:
+            return True
+    return False
+
+
+def public_secret_problem(kind: str, value: str) -> str | None:
+    """Why this secret value must not be used outside development; None when it may.
+
+    `kind` is "secret", "service_token" or "encryption_keys". The answer never quotes the value.
+    """
+    stripped = value.strip()
+    if not stripped:
+        return "is empty"
+    if stripped.lower() in KNOWN_PUBLIC_SECRETS:
+        return "is a published default"
+    if kind == "service_token" and _is_public_service_token(stripped):
+        return "was minted from a published default secret"
+    if kind == "encryption_keys" and _has_public_key(stripped):
+        return "lists the public development key"
+    return None
+
+
+def refuse_public_secrets(
+    environment: str, secrets: Mapping[str, tuple[str, SecretStr | None]]
+) -> None:
+    """Raise ValueError when a configured secret is empty or public, unless in development.
+
+    `secrets` maps each environment variable's name to (kind, value); unset values (None) are
+    left to the code that needs them (it says that they are required).
+    """
+    if environment == "development":
+        return
+    problems = []
+    for name, (kind, secret) in secrets.items():
+        if secret is None:
+            continue
+        problem = public_secret_problem(kind, secret.get_secret_value())
+        if problem is not None:
+            problems.append(f"{name} {problem}")
+    if problems:
+        raise ValueError(
+            "; ".join(problems)
+            + " (outside development every secret must be your own: generate one with "
+            "`openssl rand -base64 32`; see docs/configuration.md)"
+        )
 
 
 class ServiceSettings(BaseSettings):
     """Base for each service's Settings. Subclasses set `env_prefix` (e.g. "TEXT_SVC_")."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    # hide_input_in_errors: a refused setting must not print the environment's secrets.
+    model_config = SettingsConfigDict(extra="ignore", hide_input_in_errors=True)
 
-    # development relaxes what must be configured (e.g. settings-svc's encryption key);
-    # never use it in production.
+    # development relaxes what must be configured (e.g. settings-svc's encryption key, secrets
+    # that are published defaults); never use it in production.
     environment: Literal["development", "test", "production"] = "production"
     log_level: str = "INFO"
     # host:port to listen on; port 0 picks a free port (tests).
@@ -24,3 +118,17 @@ class ServiceSettings(BaseSettings):
     # This service's own token, sent on calls to other services.
     service_token: SecretStr | None = None
     grace_seconds: float = 10.0
+
+    def named_secrets(self) -> dict[str, tuple[str, SecretStr | None]]:
+        """This service's secrets by environment variable name, for refuse_public_secrets.
+        Subclasses with more secrets extend it."""
+        prefix = self.model_config.get("env_prefix", "")
+        return {
+            f"{prefix}SERVICE_TOKEN_SECRET": ("secret", self.service_token_secret),
+            f"{prefix}SERVICE_TOKEN": ("service_token", self.service_token),
+        }
+
+    @model_validator(mode="after")
+    def _refuse_public_secrets(self) -> ServiceSettings:
+        refuse_public_secrets(self.environment, self.named_secrets())
+        return self

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Literal
 
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from svc_common.config import refuse_public_secrets
 
 MIB = 1024 * 1024
 
@@ -14,7 +17,9 @@ MIB = 1024 * 1024
 class Settings(BaseSettings):
     """Where the gateway listens, how it checks user JWTs, and where its gRPC backends are."""
 
-    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_", extra="ignore", hide_input_in_errors=True
+    )
 
     environment: Literal["development", "test", "production"] = "production"
     log_level: str = "WARNING"
@@ -50,9 +55,18 @@ class Settings(BaseSettings):
     # OpenTelemetry spans for each request. They cost about as much CPU as the rest of the
     # gateway's own work, so by default only when they are exported (OTEL_EXPORTER_OTLP_ENDPOINT).
     tracing: bool | None = None
+    # The built web console served at / (gateway.console); unset: the repository's console/dist.
+    console_dir: Path | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
+        refuse_public_secrets(
+            self.environment,
+            {
+                "GATEWAY_JWT_HS256_SECRET": ("secret", self.jwt_hs256_secret),
+                "GATEWAY_SERVICE_TOKEN": ("service_token", self.service_token),
+            },
+        )
         has_secret = self.jwt_hs256_secret is not None
         has_public_key = bool(self.jwt_rs256_public_key)
         if has_secret == has_public_key:

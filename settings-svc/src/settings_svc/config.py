@@ -32,6 +32,12 @@ class Settings(ServiceSettings):
     # Rows per batch for `rotate-keys` and the legacy carry-over.
     batch_size: int = Field(default=200, ge=1)
 
+    def named_secrets(self) -> dict[str, tuple[str, SecretStr | None]]:
+        return {
+            **super().named_secrets(),
+            "SETTINGS_SVC_ENCRYPTION_KEYS": ("encryption_keys", self.encryption_keys),
+        }
+
     @field_validator("allowed_base_url_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: Any) -> Any:
