@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Literal
 
 from pydantic import SecretStr, model_validator
@@ -55,8 +54,6 @@ class Settings(BaseSettings):
     # OpenTelemetry spans for each request. They cost about as much CPU as the rest of the
     # gateway's own work, so by default only when they are exported (OTEL_EXPORTER_OTLP_ENDPOINT).
     tracing: bool | None = None
-    # The built web console served at / (gateway.console); unset: the repository's console/dist.
-    console_dir: Path | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
