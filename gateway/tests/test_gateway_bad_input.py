@@ -193,3 +193,11 @@ async def test_415_is_the_callers_error(gateway: httpx.AsyncClient) -> None:
     )
     assert response.status_code == 415
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_put_on_the_presets_is_405_naming_get(gateway: httpx.AsyncClient) -> None:
+    # /presets is its own resource, not a backend type of /{backend_type}.
+    response = await gateway.put("/api/settings/llm/presets", json={"provider": "openai"})
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET"
+    assert response.json()["error"]["type"] == "invalid_request_error"

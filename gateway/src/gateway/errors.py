@@ -201,7 +201,13 @@ def _allowed_methods(request: Request) -> list[str]:
         table = []
         for template, operations in app.openapi()["paths"].items():
             regex, _, _ = compile_path(template)
-            table.append((regex, sorted(method.upper() for method in operations)))
+            methods = sorted(method.upper() for method in operations)
+            table.append((regex, "{" not in template, methods))
         app.state.allowed_methods = table
     path = request.url.path
-    return sorted({method for regex, methods in table if regex.match(path) for method in methods})
+    matches = [(static, methods) for regex, static, methods in table if regex.match(path)]
+    # A fixed path (/api/settings/llm/presets) is its own resource, not a value of the
+    # parameter beside it (/api/settings/llm/{backend_type}).
+    if any(static for static, _ in matches):
+        matches = [(static, methods) for static, methods in matches if static]
+    return sorted({method for _, methods in matches for method in methods})

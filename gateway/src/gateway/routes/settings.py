@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, Depends, Header, Path, Query
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from gateway import schemas
@@ -26,6 +27,7 @@ from grpc_stubs.settings.v1 import settings_pb2
 router = APIRouter(prefix="/api/settings/llm", tags=["settings"])
 
 UNCHECKED = -1
+PRESETS = "presets"
 _VERSION = re.compile(r"[0-9]{1,19}")
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -34,6 +36,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 async def _backend_type(
+    request: Request,
     backend_type: Annotated[
         str,
         # A plain string, so that an unknown one is a 404 that names the three; documented as
@@ -42,6 +45,9 @@ async def _backend_type(
     ],
 ) -> common_pb2.BackendType.ValueType:
     value = BACKEND_TYPES.get(backend_type)
+    if backend_type == PRESETS and request.url.path.endswith(f"/{PRESETS}"):
+        # PUT or DELETE on the presets (GET is its own route): no such method there.
+        raise StarletteHTTPException(405)
     if value is None:
         raise ApiError(
             404,
@@ -221,7 +227,7 @@ async def put_llm_settings(
 
 # Before /{backend_type}, which would otherwise take "presets" for a backend type.
 @router.get(
-    "/presets",
+    f"/{PRESETS}",
     summary="Provider presets: models, temperature range, whether member mode is allowed",
     response_model=None,
     responses={200: {"model": schemas.PresetList}, **_ERRORS},
