@@ -15,7 +15,7 @@ import base64
 import contextvars
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,7 +146,7 @@ class ServiceAuth:
     def exempt(method: str) -> bool:
         return method.startswith(_UNAUTHENTICATED_METHODS)
 
-    def authenticate(self, metadata: Sequence[tuple[str, Any]] | None) -> Caller:
+    def authenticate(self, metadata: Iterable[tuple[str, Any]] | None) -> Caller:
         """The one reading of a call's identity metadata; raises CallRefused when the call may
         not proceed. The Caller's service is the one whose token was verified."""
         found: dict[str, str] = {}
