@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -83,13 +83,15 @@ class _GuardedServer(grpc.aio.Server):
         self._server = grpc.aio.server(interceptors=interceptors, options=options)
         self._auth = auth
 
-    def add_generic_rpc_handlers(self, generic_rpc_handlers: Sequence[Any]) -> None:
+    def add_generic_rpc_handlers(
+        self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler]
+    ) -> None:
         self._server.add_generic_rpc_handlers(
             [_GuardedGeneric(self, h) for h in generic_rpc_handlers]
         )
 
     def add_registered_method_handlers(
-        self, service_name: str, method_handlers: dict[str, grpc.RpcMethodHandler]
+        self, service_name: str, method_handlers: Mapping[str, grpc.RpcMethodHandler[Any, Any]]
     ) -> None:
         guarded = {
             name: self.guard(f"/{service_name}/{name}", handler)
