@@ -93,7 +93,9 @@ class TextService(text_pb2_grpc.TextServiceServicer):
         who, plan, deadline = await self._prepare(request, context)
         hold = await self._metering.reserve(who, plan, self._internal_timeout(deadline))
         run = _StreamRun(self._metering, UsageRecord(who, plan, hold), self._streams)
-        context.add_done_callback(lambda _: self._end_if_abandoned(run))
+        # types-grpcio declares the callback type as a plain class, not a Protocol, so no
+        # function matches it; grpc calls any callable with the context.
+        context.add_done_callback(lambda _: self._end_if_abandoned(run))  # type: ignore[arg-type]
         outcome = "client_disconnect"  # unless the stream ends otherwise below
         try:
             try:
