@@ -13,14 +13,8 @@ from grpc_stubs.billing.v1 import billing_pb2, billing_pb2_grpc
 from grpc_stubs.common.v1 import common_pb2
 from svc_common.auth import Caller, caller
 from svc_common.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from svc_common.names import BACKEND_TYPE_ENUMS, BACKEND_TYPE_NAMES, MODE_ENUMS
 
-BACKEND_TYPE_NAMES = {
-    common_pb2.BACKEND_TYPE_TEXT: "text",
-    common_pb2.BACKEND_TYPE_MULTIMODAL: "multimodal",
-    common_pb2.BACKEND_TYPE_IMAGE: "image",
-}
-BACKEND_TYPE_VALUES = {name: value for value, name in BACKEND_TYPE_NAMES.items()}
-MODE_VALUES = {"member": common_pb2.MODE_MEMBER, "byok": common_pb2.MODE_BYOK}
 # A request's primary route plus its fallbacks; text-svc sends at most one fallback.
 MAX_ALTERNATIVE_ROUTES = 4
 
@@ -178,12 +172,12 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         return billing_pb2.ListUsageResponse(
             totals=[
                 billing_pb2.UsageTotal(
-                    backend_type=BACKEND_TYPE_VALUES.get(
+                    backend_type=BACKEND_TYPE_ENUMS.get(
                         t.backend_type, common_pb2.BACKEND_TYPE_UNSPECIFIED
                     ),
                     provider=t.provider,
                     model=t.model,
-                    mode=MODE_VALUES.get(t.mode, common_pb2.MODE_UNSPECIFIED),
+                    mode=MODE_ENUMS.get(t.mode, common_pb2.MODE_UNSPECIFIED),
                     requests=t.requests,
                     input_tokens=t.input_tokens,
                     output_tokens=t.output_tokens,

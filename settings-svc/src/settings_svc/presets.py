@@ -12,18 +12,10 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from grpc_stubs.common.v1 import common_pb2
 from grpc_stubs.settings.v1 import settings_pb2
+from svc_common.names import BACKEND_TYPE_ENUMS, BACKEND_TYPES
 
 log = logging.getLogger(__name__)
-
-BACKEND_TYPES = ("text", "multimodal", "image")
-BACKEND_TYPE_NAMES = {
-    common_pb2.BACKEND_TYPE_TEXT: "text",
-    common_pb2.BACKEND_TYPE_MULTIMODAL: "multimodal",
-    common_pb2.BACKEND_TYPE_IMAGE: "image",
-}
-BACKEND_TYPE_ENUMS = {name: value for value, name in BACKEND_TYPE_NAMES.items()}
 
 # Servers a user runs themselves: any model name is accepted and a key is optional.
 LOCAL_API_STYLES = frozenset({"ollama", "openai_compatible", "automatic1111", "comfyui"})

@@ -25,7 +25,7 @@ from settings_svc.keystore import (
     key_hint,
     normalize_api_key,
 )
-from settings_svc.presets import BACKEND_TYPE_ENUMS, BACKEND_TYPE_NAMES, Preset, PresetCatalog
+from settings_svc.presets import Preset, PresetCatalog
 from settings_svc.store import ConfigNewValues, ConfigStore, KeyInfo, StoredConfig, StoredKey
 from svc_common.auth import MODEL_SERVICES, Caller, caller
 from svc_common.errors import (
@@ -34,6 +34,7 @@ from svc_common.errors import (
     InvalidArgument,
     PermissionDenied,
 )
+from svc_common.names import BACKEND_TYPE_ENUMS, BACKEND_TYPE_NAMES, MODE_ENUMS, MODE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,6 @@ MAX_OPTIONS_TOTAL_CHARS = 8 * 1024
 _PROVIDER = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+\-]{0,255}$")
 _OPTION_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-
-_MODE_NAMES = {common_pb2.MODE_MEMBER: "member", common_pb2.MODE_BYOK: "byok"}
-_MODE_ENUMS = {name: value for value, name in _MODE_NAMES.items()}
 
 
 def _key_route(backend_type: str) -> str:
@@ -161,7 +159,7 @@ class SettingsServicer(settings_pb2_grpc.SettingsServiceServicer):
             message.model = config.model
             if config.temperature is not None:
                 message.temperature = config.temperature
-            message.mode = _MODE_ENUMS[config.mode]
+            message.mode = MODE_ENUMS[config.mode]
             message.options.update(config.options)
             message.base_url = config.base_url
             message.version = config.version
@@ -172,7 +170,7 @@ class SettingsServicer(settings_pb2_grpc.SettingsServiceServicer):
             message.model = preset.default_model
             if preset.temperature_default is not None:
                 message.temperature = preset.temperature_default
-            message.mode = _MODE_ENUMS[_default_mode(preset, who)]
+            message.mode = MODE_ENUMS[_default_mode(preset, who)]
         if key is not None:
             message.api_key.CopyFrom(
                 settings_pb2.ApiKeyInfo(
@@ -314,8 +312,8 @@ class SettingsServicer(settings_pb2_grpc.SettingsServiceServicer):
 
         if wanted.mode == common_pb2.MODE_UNSPECIFIED:
             mode = _default_mode(preset, who)
-        elif wanted.mode in _MODE_NAMES:
-            mode = _MODE_NAMES[wanted.mode]
+        elif wanted.mode in MODE_NAMES:
+            mode = MODE_NAMES[wanted.mode]
         else:
             raise InvalidArgument("mode must be member or byok", param="mode")
         if mode == "member":
@@ -467,7 +465,7 @@ class SettingsServicer(settings_pb2_grpc.SettingsServiceServicer):
             provider=preset.provider,
             api_style=preset.api_style,
             model=model,
-            mode=_MODE_ENUMS[mode],
+            mode=MODE_ENUMS[mode],
             options=options,
             base_url=base_url,
             config_version=version,

@@ -14,9 +14,9 @@ from starlette.responses import Response
 from gateway import schemas
 from gateway.deps import BillingClient, CurrentUser, RequestId
 from gateway.errors import invalid
-from gateway.names import BACKEND_TYPE_NAMES, BACKEND_TYPES, MODE_NAMES
 from grpc_stubs.billing.v1 import billing_pb2
 from grpc_stubs.common.v1 import common_pb2
+from svc_common.names import BACKEND_TYPE_ENUMS, BACKEND_TYPE_NAMES, BACKEND_TYPES, MODE_NAMES
 
 balance_router = APIRouter(prefix="/api/billing", tags=["billing"])
 usage_router = APIRouter(prefix="/api/usage", tags=["billing"])
@@ -108,7 +108,7 @@ async def get_usage(
     if start and end and start > end:
         raise invalid("'from' is after 'to'", param="from")
     request = billing_pb2.ListUsageRequest(
-        backend_type=BACKEND_TYPES[backend_type]
+        backend_type=BACKEND_TYPE_ENUMS[backend_type]
         if backend_type
         else common_pb2.BACKEND_TYPE_UNSPECIFIED,
         from_unix=start,

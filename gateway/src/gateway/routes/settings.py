@@ -20,9 +20,15 @@ from gateway.auth import User
 from gateway.clients import SettingsClient as SettingsClientType
 from gateway.deps import CurrentUser, RequestId, SettingsClient
 from gateway.errors import ApiError, invalid
-from gateway.names import BACKEND_TYPE_NAMES, BACKEND_TYPES, MODE_NAMES, MODES
 from grpc_stubs.common.v1 import common_pb2
 from grpc_stubs.settings.v1 import settings_pb2
+from svc_common.names import (
+    BACKEND_TYPE_ENUMS,
+    BACKEND_TYPE_NAMES,
+    BACKEND_TYPES,
+    MODE_ENUMS,
+    MODE_NAMES,
+)
 
 router = APIRouter(prefix="/api/settings/llm", tags=["settings"])
 
@@ -44,7 +50,7 @@ async def _backend_type(
         Path(json_schema_extra={"enum": list(BACKEND_TYPES)}),
     ],
 ) -> common_pb2.BackendType.ValueType:
-    value = BACKEND_TYPES.get(backend_type)
+    value = BACKEND_TYPE_ENUMS.get(backend_type)
     if backend_type == PRESETS and request.url.path.endswith(f"/{PRESETS}"):
         # PUT or DELETE on the presets (GET is its own route): no such method there.
         raise StarletteHTTPException(405)
@@ -106,7 +112,7 @@ def _all_configs_json(response: settings_pb2.GetConfigsResponse) -> dict[str, An
     by_type = {config.backend_type: config for config in response.configs}
     return {
         name: config_json(by_type.get(value, settings_pb2.BackendConfig()), value)
-        for name, value in BACKEND_TYPES.items()
+        for name, value in BACKEND_TYPE_ENUMS.items()
     }
 
 
@@ -136,7 +142,7 @@ def _put_request(
         backend_type=backend_type,
         provider=update.provider,
         model=update.model,
-        mode=MODES[update.mode] if update.mode else common_pb2.MODE_UNSPECIFIED,
+        mode=MODE_ENUMS[update.mode] if update.mode else common_pb2.MODE_UNSPECIFIED,
         options=update.options,
         base_url=update.base_url,
     )
@@ -209,7 +215,7 @@ async def put_llm_settings(
                 "If-Match names one config: with several, send each one's 'version' in its body",
                 param="If-Match",
             )
-        for name, value in BACKEND_TYPES.items():
+        for name, value in BACKEND_TYPE_ENUMS.items():
             update = getattr(body, name)
             if update is not None:
                 await _put_config(client, value, update, None, user, request_id)
@@ -240,7 +246,9 @@ async def list_presets(
         schemas.BackendTypeName | None, Query(description="Only this backend type's presets")
     ] = None,
 ) -> Response:
-    value = BACKEND_TYPES[backend_type] if backend_type else common_pb2.BACKEND_TYPE_UNSPECIFIED
+    value = (
+        BACKEND_TYPE_ENUMS[backend_type] if backend_type else common_pb2.BACKEND_TYPE_UNSPECIFIED
+    )
     response = await client.list_presets(value, user, request_id)
     presets = [
         {
