@@ -1,10 +1,21 @@
-"""Channels to other services: tracing, keepalive, and retries only where a retry cannot repeat
-work.
+"""Channels to other services: load spread over every replica, keepalive that outlives a replaced
+pod, tracing, and retries only where a retry cannot repeat work. The one place every channel's
+options are set (and, in SERVER_OPTIONS, what servers must accept of them).
 
-gRPC's transparent retries (the call never left this client, or the server never saw it) are on
-for every method. Beyond those, UNAVAILABLE is retried only for reads: a server may answer
-UNAVAILABLE after it did the work (text-svc does so for a provider outage after it has called the
-provider), so retrying a call that reaches a provider or moves money would repeat both.
+Load spread: every channel balances with `round_robin` over all the addresses its target
+resolves to, so a second replica takes calls as soon as it is ready (gRPC's default, pick_first,
+sends everything to the first address it reached). A target is any gRPC name: `host:port` or
+`dns:///host:port` (a Kubernetes headless Service answers one address per ready pod), or a fixed
+list `ipv4:127.0.0.1:50051,127.0.0.1:50061` (`make run` with replicas). The DNS resolver
+re-resolves when a connection fails, and servers close every connection after a maximum age
+(SERVER_OPTIONS), so clients also re-resolve while nothing fails and pods added by a scale-up
+get their share within minutes. Where a mesh or control plane serves xDS, an `xds:///name`
+target with a bootstrap file (GRPC_XDS_BOOTSTRAP) takes over balancing without code changes.
+
+Retries: gRPC's transparent retries (the call never left this client, or the server never saw
+it) are on for every method. Beyond those, UNAVAILABLE is retried only for reads: a server may
+answer UNAVAILABLE after it did the work (text-svc does so for a provider outage after it has
+called the provider), so retrying a call that reaches a provider or moves money would repeat both.
 """
 
 from __future__ import annotations
@@ -33,6 +44,9 @@ _READ_RETRY_POLICY = {
 
 SERVICE_CONFIG = json.dumps(
     {
+        # One subchannel per address, calls spread in turn over the ready ones; a replica that
+        # goes away is skipped as soon as its connection fails.
+        "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {
                 "name": [
@@ -42,17 +56,54 @@ SERVICE_CONFIG = json.dumps(
                 ],
                 "retryPolicy": _READ_RETRY_POLICY,
             }
-        ]
+        ],
     }
 )
+
+# Keepalive: a ping every KEEPALIVE_TIME_MS, even between calls, and a connection that does not
+# answer within KEEPALIVE_TIMEOUT_MS is dead. A pod that vanished without closing its connections
+# (node lost, SIGKILL behind a NAT) is then noticed in seconds, not at the TCP timeout, and its
+# subchannel leaves the round-robin.
+KEEPALIVE_TIME_MS = 20_000
+KEEPALIVE_TIMEOUT_MS = 10_000
+# The longest a model stream may take (GATEWAY_UPSTREAM_DEADLINE_S = 120 s) plus margin: a server
+# closing an old connection lets calls on it finish for this long.
+CONNECTION_AGE_GRACE_MS = 150_000
 
 CHANNEL_OPTIONS = [
     ("grpc.service_config", SERVICE_CONFIG),
     # Also keeps transparent retries on (calls that never reached the server).
     ("grpc.enable_retries", 1),
-    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+    ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    # A replaced pod's address is tried again quickly, and never waited for more than 5 s.
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
+    # DNS is asked again at most this often (a failing connection asks at once otherwise).
+    ("grpc.dns_min_time_between_resolutions_ms", 5_000),
     ("grpc.max_receive_message_length", 32 * 1024 * 1024),
     ("grpc.max_send_message_length", 32 * 1024 * 1024),
+]
+
+# What every server sets (svc_common.grpc_server), kept here beside what the channels send.
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", 32 * 1024 * 1024),
+    ("grpc.max_send_message_length", 32 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 30_000),
+    # Accept the channels' pings (every KEEPALIVE_TIME_MS, with or without calls): by default a
+    # server answers pings more often than every 5 minutes without data with GOAWAY.
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", KEEPALIVE_TIME_MS // 2),
+    ("grpc.http2.max_pings_without_data", 0),
+    # Every connection is closed after about 5 minutes (calls on it get CONNECTION_AGE_GRACE_MS
+    # to finish; the client reconnects at once): clients re-resolve, so replicas added by a
+    # scale-up receive calls from callers that were already connected.
+    ("grpc.max_connection_age_ms", 300_000),
+    ("grpc.max_connection_age_grace_ms", CONNECTION_AGE_GRACE_MS),
+    ("grpc.so_reuseport", 0),
 ]
 
 

@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from svc_common import grpc_client
 from svc_common.auth import CallRefused, ServiceAuth, bind_caller
 from svc_common.config import ServiceSettings
 from svc_common.errors import InvalidArgument, abort_with
@@ -27,13 +28,8 @@ from svc_common.telemetry import server_interceptors
 
 log = logging.getLogger(__name__)
 
-SERVER_OPTIONS = [
-    ("grpc.max_receive_message_length", 32 * 1024 * 1024),
-    ("grpc.max_send_message_length", 32 * 1024 * 1024),
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.so_reuseport", 0),
-]
+# Keepalive and connection age, set beside the channel options they must accept.
+SERVER_OPTIONS = grpc_client.SERVER_OPTIONS
 
 
 class GrpcService:
