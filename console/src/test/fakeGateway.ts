@@ -100,7 +100,7 @@ export class FakeGateway {
         mode: update.mode ?? null,
         base_url: update.base_url ?? "",
         version: current.version + 1,
-        api_key: key ? { is_set: true, hint: key.slice(-4), fingerprint: "f", provider: update.provider } : current.api_key,
+        api_key: key ? { is_set: true, hint: `…${key.slice(-4)}`, fingerprint: "f", provider: update.provider } : current.api_key,
       };
       this.configs = { ...this.configs, [backendType]: saved };
       return json(saved, { etag: `"${saved.version}"` });

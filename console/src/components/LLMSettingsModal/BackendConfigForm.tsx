@@ -219,8 +219,8 @@ export function BackendConfigForm(props: FormProps) {
       if (theirs.api_key.hint !== config.api_key.hint) {
         changes.push({
           field: "API key",
-          theirs: theirs.api_key.is_set ? `…${theirs.api_key.hint}` : "(none)",
-          yours: newKey ? "your new key" : config.api_key.is_set ? `…${config.api_key.hint}` : "(none)",
+          theirs: theirs.api_key.is_set ? theirs.api_key.hint : "(none)",
+          yours: newKey ? "your new key" : config.api_key.is_set ? config.api_key.hint : "(none)",
         });
       }
       setConflict({ theirs, changes });
@@ -367,7 +367,7 @@ export function BackendConfigForm(props: FormProps) {
             <label htmlFor={id("api-key")}>API key</label>
             {config.api_key.is_set && (
               <p className="key-hint" data-testid="key-hint">
-                A key is saved: <code>…{config.api_key.hint}</code>{" "}
+                A key is saved: <code>{config.api_key.hint}</code>{" "}
                 <button type="button" className="danger small" onClick={() => void deleteKey()} disabled={saving}>
                   Delete key
                 </button>

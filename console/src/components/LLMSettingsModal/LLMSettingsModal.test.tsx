@@ -1,4 +1,4 @@
-import { act, render, screen, waitFor, within } from "@testing-library/react";
+import { render, screen, waitFor, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { useState } from "react";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
@@ -214,28 +214,42 @@ describe("LLMSettingsModal", () => {
     expect(text.getByLabelText("Model")).toHaveProperty("value", "gpt-4o");
   });
 
-  it("takes a change saved in another tab when there is no unsaved edit", async () => {
-    const { rerender } = render(<Harness />);
-    void rerender;
-    const saved = gateway.saveElsewhere("text", { model: "gpt-4o" });
-    // What App does when the other tab announces it: the new config comes in as a prop.
-    await act(async () => {
-      render(
-        <LLMSettingsModal
-          session={session}
-          configs={{ ...gateway.configs, text: saved }}
-          presets={gateway.presets}
-          memberAccount
-          statuses={statuses}
-          onCheckStatus={async () => {}}
-          onSaved={() => {}}
-          onClose={() => {}}
-        />,
-        { container: document.body.firstElementChild as HTMLElement },
-      );
-    });
+  it("takes a change saved in another tab when there is no unsaved edit, keeps edits otherwise", () => {
+    const props = {
+      session,
+      presets: gateway.presets,
+      memberAccount: true,
+      statuses,
+      onCheckStatus: async () => {},
+      onSaved: () => {},
+      onClose: () => {},
+    };
+    const { rerender } = render(<LLMSettingsModal {...props} configs={gateway.configs} />);
+    // What App does when another tab announces a save: the refetched config comes in as a prop.
+    rerender(<LLMSettingsModal {...props} configs={{ ...gateway.configs, text: gateway.saveElsewhere("text", { model: "gpt-4o" }) }} />);
     const text = within(panel(/Text Generation/));
     expect(text.getByLabelText("Model")).toHaveProperty("value", "gpt-4o");
+  });
+
+  it("keeps unsaved edits when another tab saves, and says so", async () => {
+    const user = userEvent.setup();
+    const props = {
+      session,
+      presets: gateway.presets,
+      memberAccount: true,
+      statuses,
+      onCheckStatus: async () => {},
+      onSaved: () => {},
+      onClose: () => {},
+    };
+    const { rerender } = render(<LLMSettingsModal {...props} configs={gateway.configs} />);
+    const text = within(panel(/Text Generation/));
+    await user.selectOptions(text.getByLabelText("Model"), "gpt-4o");
+    rerender(
+      <LLMSettingsModal {...props} configs={{ ...gateway.configs, text: gateway.saveElsewhere("text", { provider: "anthropic", model: "claude-3-5-haiku-latest" }) }} />,
+    );
+    expect(text.getByLabelText("Model")).toHaveProperty("value", "gpt-4o");
+    expect(text.getByText(/saved elsewhere \(version 1\) while you were editing/)).toBeTruthy();
   });
 
   it("lets an account without member access choose BYOK only", async () => {

@@ -37,13 +37,20 @@ export function LLMSettingsModal(props: Props) {
     };
   }, []);
 
-  // Escape closes; Tab stays inside the dialog.
-  const onKeyDown = (event: KeyboardEvent<HTMLDivElement>) => {
-    if (event.key === "Escape") {
+  // Escape closes, wherever the focus is (a save disables its button, and the focus with it).
+  const { onClose } = props;
+  useEffect(() => {
+    const onEscape = (event: globalThis.KeyboardEvent) => {
+      if (event.key !== "Escape") return;
       event.preventDefault();
-      props.onClose();
-      return;
-    }
+      onClose();
+    };
+    window.addEventListener("keydown", onEscape);
+    return () => window.removeEventListener("keydown", onEscape);
+  }, [onClose]);
+
+  // Tab stays inside the dialog.
+  const onKeyDown = (event: KeyboardEvent<HTMLDivElement>) => {
     if (event.key !== "Tab" || !dialog.current) return;
     const focusable = Array.from(
       dialog.current.querySelectorAll<HTMLElement>(
