@@ -3,7 +3,7 @@
 Services raise ServiceError subclasses; the server (svc_common.grpc_server, via `abort_with`)
 turns them into a gRPC status whose details carry a google.rpc.ErrorInfo (the reason, e.g.
 INSUFFICIENT_CREDITS) and, where known, a google.rpc.RetryInfo. Clients turn grpc.aio.AioRpcError
-back into RemoteError with the same facts; the gateway maps those to HTTP in `http_status()`.
+back into RemoteError with the same facts; the gateway maps those to HTTP (gateway.errors).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 
 DOMAIN = "model-platform"
 
-# Reasons that change what a user is told (and the HTTP status).
+# Every ErrorInfo reason a service sends, declared here and nowhere else: the gateway gives each
+# one its own OpenAI-style `code` (and, where the product says so, its own HTTP status), and a
+# test holds it to every name in REASONS. A status without one of these carries its code's name.
 INSUFFICIENT_CREDITS = "INSUFFICIENT_CREDITS"
 PROVIDER_AUTH_FAILED = "PROVIDER_AUTH_FAILED"
 UPSTREAM_ERROR = "UPSTREAM_ERROR"
@@ -28,6 +30,31 @@ UPSTREAM_RATE_LIMITED = "UPSTREAM_RATE_LIMITED"
 UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
 UPSTREAM_TIMEOUT = "UPSTREAM_TIMEOUT"
 VERSION_CONFLICT = "VERSION_CONFLICT"
+# A BYOK config without a usable key of its provider (none set, or one for another provider).
+API_KEY_MISSING = "API_KEY_MISSING"
+# The stored key no longer decrypts (e.g. its master key was retired): set it again.
+API_KEY_UNREADABLE = "API_KEY_UNREADABLE"
+MEMBERSHIP_REQUIRED = "MEMBERSHIP_REQUIRED"
+MEMBER_MODE_NOT_OFFERED = "MEMBER_MODE_NOT_OFFERED"
+# No provider is offered for the backend type, or the config's provider no longer is.
+PROVIDER_UNAVAILABLE = "PROVIDER_UNAVAILABLE"
+
+REASONS: frozenset[str] = frozenset(
+    {
+        INSUFFICIENT_CREDITS,
+        PROVIDER_AUTH_FAILED,
+        UPSTREAM_ERROR,
+        UPSTREAM_RATE_LIMITED,
+        UPSTREAM_UNAVAILABLE,
+        UPSTREAM_TIMEOUT,
+        VERSION_CONFLICT,
+        API_KEY_MISSING,
+        API_KEY_UNREADABLE,
+        MEMBERSHIP_REQUIRED,
+        MEMBER_MODE_NOT_OFFERED,
+        PROVIDER_UNAVAILABLE,
+    }
+)
 
 
 class ServiceError(Exception):
@@ -173,52 +200,3 @@ _BY_CODE: dict[grpc.StatusCode, type[ServiceError]] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
     grpc.StatusCode.INTERNAL: Internal,
 }
-
-# After google/rpc/code.proto's HTTP mapping; reasons below override where the product says so.
-_HTTP_BY_CODE: dict[grpc.StatusCode, int] = {
-    grpc.StatusCode.OK: 200,
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.FAILED_PRECONDITION: 400,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.CANCELLED: 499,
-    grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-    grpc.StatusCode.UNKNOWN: 500,
-    grpc.StatusCode.INTERNAL: 500,
-    grpc.StatusCode.DATA_LOSS: 500,
-}
-
-_HTTP_BY_REASON: dict[str, int] = {
-    INSUFFICIENT_CREDITS: 402,
-    PROVIDER_AUTH_FAILED: 401,
-    UPSTREAM_ERROR: 502,
-    UPSTREAM_RATE_LIMITED: 429,
-    UPSTREAM_UNAVAILABLE: 503,
-    UPSTREAM_TIMEOUT: 504,
-}
-
-
-def http_status(err: RemoteError) -> int:
-    return _HTTP_BY_REASON.get(err.reason) or _HTTP_BY_CODE.get(err.code, 500)
-
-
-# The OpenAI-style error `type` for each HTTP status a proxy route returns.
-def openai_error_type(status: int) -> str:
-    if status in (400, 404, 409, 413, 422):
-        return "invalid_request_error"
-    if status == 401:
-        return "authentication_error"
-    if status == 402:
-        return "insufficient_quota"
-    if status == 403:
-        return "permission_error"
-    if status == 429:
-        return "rate_limit_error"
-    return "server_error" if status < 503 else "service_unavailable"

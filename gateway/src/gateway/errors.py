@@ -17,19 +17,54 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import compile_path
 
-from svc_common import errors as svc_errors
-from svc_common.errors import RemoteError, http_status, openai_error_type
+from svc_common import errors as reasons
+from svc_common.errors import RemoteError
 
-# The OpenAI-style `code` for the reasons services put in their statuses.
-_CODE_BY_REASON = {
-    svc_errors.INSUFFICIENT_CREDITS: "insufficient_credits",
-    svc_errors.PROVIDER_AUTH_FAILED: "provider_auth_failed",
-    svc_errors.UPSTREAM_ERROR: "upstream_error",
-    svc_errors.UPSTREAM_RATE_LIMITED: "rate_limit_exceeded",
-    svc_errors.UPSTREAM_UNAVAILABLE: "upstream_unavailable",
-    svc_errors.UPSTREAM_TIMEOUT: "upstream_timeout",
-    svc_errors.VERSION_CONFLICT: "version_conflict",
+# After google/rpc/code.proto's HTTP mapping; a reason below overrides it where the product says.
+_HTTP_BY_CODE: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.DATA_LOSS: 500,
 }
+
+# Every reason svc_common.errors declares (REASONS), with the OpenAI-style `code` the user gets
+# and the HTTP status where the reason decides it (None: the gRPC code's). A client can act on
+# the code alone: `missing_api_key` means "set a key", not some precondition or other.
+BY_REASON: dict[str, tuple[int | None, str]] = {
+    reasons.INSUFFICIENT_CREDITS: (402, "insufficient_credits"),
+    reasons.PROVIDER_AUTH_FAILED: (401, "provider_auth_failed"),
+    reasons.UPSTREAM_ERROR: (502, "upstream_error"),
+    reasons.UPSTREAM_RATE_LIMITED: (429, "rate_limit_exceeded"),
+    reasons.UPSTREAM_UNAVAILABLE: (503, "upstream_unavailable"),
+    reasons.UPSTREAM_TIMEOUT: (504, "upstream_timeout"),
+    reasons.VERSION_CONFLICT: (None, "version_conflict"),
+    reasons.API_KEY_MISSING: (None, "missing_api_key"),
+    reasons.API_KEY_UNREADABLE: (None, "api_key_unreadable"),
+    reasons.MEMBERSHIP_REQUIRED: (None, "membership_required"),
+    reasons.MEMBER_MODE_NOT_OFFERED: (None, "member_mode_not_offered"),
+    reasons.PROVIDER_UNAVAILABLE: (None, "provider_unavailable"),
+}
+
+
+def http_status(err: RemoteError) -> int:
+    """The HTTP status for a failed backend call: its reason's, else its gRPC code's."""
+    status, _ = BY_REASON.get(err.reason, (None, ""))
+    return status or _HTTP_BY_CODE.get(err.code, 500)
+
 
 # Statuses a backend did not set itself (the channel, a deadline, a crash): their details name
 # internal addresses or nothing useful, so the user gets these words instead.
@@ -75,10 +110,17 @@ class ApiError(Exception):
 def error_type(status: int) -> str:
     """OpenAI's error type for `status`: every 4xx without a type of its own (405, 415, 431...)
     is the caller's to fix, so invalid_request_error, never server_error."""
-    kind = openai_error_type(status)
-    if kind == "server_error" and 400 <= status < 500:
+    if status == 401:
+        return "authentication_error"
+    if status == 402:
+        return "insufficient_quota"
+    if status == 403:
+        return "permission_error"
+    if status == 429:
+        return "rate_limit_error"
+    if 400 <= status < 500:
         return "invalid_request_error"
-    return kind
+    return "server_error" if status < 503 else "service_unavailable"
 
 
 def error_body(
@@ -101,7 +143,7 @@ def invalid(message: str, *, param: str | None = None, code: str = "invalid_requ
 def from_remote(err: RemoteError, backend: str) -> ApiError:
     """The HTTP error for a failed call to `backend` (e.g. "text-svc")."""
     status = http_status(err)
-    code = _CODE_BY_REASON.get(err.reason)
+    code = BY_REASON[err.reason][1] if err.reason in BY_REASON else None
     if code is None:
         if err.code == grpc.StatusCode.NOT_FOUND and err.param == "model":
             code = "model_not_found"

@@ -29,6 +29,11 @@ from settings_svc.presets import Preset, PresetCatalog
 from settings_svc.store import ConfigNewValues, ConfigStore, KeyInfo, StoredConfig, StoredKey
 from svc_common.auth import MODEL_SERVICES, Caller, caller
 from svc_common.errors import (
+    API_KEY_MISSING,
+    API_KEY_UNREADABLE,
+    MEMBER_MODE_NOT_OFFERED,
+    MEMBERSHIP_REQUIRED,
+    PROVIDER_UNAVAILABLE,
     Conflict,
     FailedPrecondition,
     InvalidArgument,
@@ -37,13 +42,6 @@ from svc_common.errors import (
 from svc_common.names import BACKEND_TYPE_ENUMS, BACKEND_TYPE_NAMES, MODE_ENUMS, MODE_NAMES
 
 log = logging.getLogger(__name__)
-
-# ErrorInfo reasons of this service's failures (beside svc_common's VERSION_CONFLICT).
-API_KEY_MISSING = "API_KEY_MISSING"
-API_KEY_UNREADABLE = "API_KEY_UNREADABLE"
-MEMBERSHIP_REQUIRED = "MEMBERSHIP_REQUIRED"
-MEMBER_MODE_NOT_OFFERED = "MEMBER_MODE_NOT_OFFERED"
-PROVIDER_UNAVAILABLE = "PROVIDER_UNAVAILABLE"
 
 MAX_USER_ID_CHARS = 256
 MAX_OPTIONS = 32
