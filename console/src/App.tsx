@@ -58,6 +58,8 @@ function SignedIn({ token, onSignOut }: { token: string; onSignOut: (reason: str
   const navigate = (next: Page) => {
     window.history.pushState(null, "", next === "usage" ? "/usage" : "/");
     setPage(next);
+    // A call's hold is settled after its answer: the balance route has the settled amount by now.
+    void state.refreshBalance();
   };
 
   const { session, configs, replaceConfig, reloadConfigs, refreshStatus } = state;

@@ -34,6 +34,7 @@ export function Usage({ session }: { session: Session }) {
 
   const rows = usage?.totals ?? [];
   const totalCost = rows.reduce((sum, row) => sum + row.cost_micros, 0);
+  const requests = rows.reduce((sum, row) => sum + row.requests, 0);
   return (
     <section className="usage" aria-labelledby="usage-title">
       <div className="usage-head">
@@ -54,7 +55,7 @@ export function Usage({ session }: { session: Session }) {
       {usage && (
         <>
           <p>
-            <strong>{formatCredits(totalCost)}</strong> credits spent in {rows.reduce((n, r) => n + r.requests, 0)} requests.
+            <strong>{formatCredits(totalCost)}</strong> credits spent in {requests} request{requests === 1 ? "" : "s"}.
           </p>
           <UsageChart rows={rows} />
           <table className="usage-table">
