@@ -135,7 +135,7 @@ async def running_platform(
             block_ms=100,
             **(billing or {}),
         )
-        billing_server = await create_billing(billing_settings)
+        billing_server = create_billing(billing_settings)
         await billing_server.start()
         stack.push_async_callback(billing_server.stop, None)
 

@@ -39,7 +39,7 @@ async def billing(
     settings_overrides: dict[str, Any],
 ) -> AsyncIterator[Billing]:
     settings = billing_settings(database_url, redis_url, redis_prefix, **settings_overrides)
-    server = await create_server(settings)
+    server = create_server(settings)
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:

@@ -67,7 +67,7 @@ async def billing_on_own_redis(
 ) -> AsyncIterator[Billing]:
     prefix = f"restart-{uuid.uuid4().hex[:8]}:"
     settings = billing_settings(database_url, own_redis.url, prefix)
-    server = await create_server(settings)
+    server = create_server(settings)
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     publisher = aioredis.Redis.from_url(own_redis.url)

@@ -406,6 +406,11 @@ def test_migrations_run_as_jobs_apart_from_the_services(builds: dict[str, list[O
     # Applied first, on their own: the services' kustomizations hold no Job.
     for overlay in ("base", "overlays/dev"):
         assert not [o for o in builds[overlay] if o["kind"] == "Job"]
+    # ...so the services' replicas never migrate at start (they would race the Job and each other).
+    for overlay in ("base", "overlays/dev"):
+        config = configmap_data(builds[overlay])
+        assert config["SETTINGS_SVC_MIGRATE_ON_START"] == "false"
+        assert config["BILLING_SVC_MIGRATE_ON_START"] == "false"
 
 
 def test_the_gateway_is_behind_an_sse_friendly_ingress(base: list[Obj]) -> None:

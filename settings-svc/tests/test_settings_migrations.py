@@ -249,3 +249,24 @@ async def test_legacy_preferences_carry_over_into_text_configs(
     finally:
         await conn.close()
     assert "'cohere' is not a text provider" in caplog.text
+
+
+async def test_a_replica_with_migrate_on_start_off_leaves_the_schema_to_the_migrate_command(
+    make_settings: Callable[..., Settings], database_url: str
+) -> None:
+    # deploy/k8s runs `python -m settings_svc migrate` as a Job and starts replicas with
+    # SETTINGS_SVC_MIGRATE_ON_START=false: a replica never changes the schema itself.
+    settings = make_settings(migrate_on_start=False)
+    server = create_server(settings)
+    with pytest.raises(asyncpg.UndefinedTableError):
+        await server.start()  # no presets table: it refuses to serve instead of migrating
+    assert await _fetch(database_url, "SELECT 1 FROM pg_namespace WHERE nspname = 'settings'") == []
+
+    await run_migrate(settings)
+    async with running(settings) as srv:
+        client = Client(srv.port)
+        try:
+            presets = await client.as_("alice").ListPresets(settings_pb2.ListPresetsRequest())
+            assert len(presets.presets) == 13
+        finally:
+            await client.close()

@@ -12,12 +12,11 @@ import logging
 import sys
 import uuid
 
-import uvloop
-
 from billing_svc import accounts, db
 from billing_svc.config import Settings
 from billing_svc.prices import format_credits
 from billing_svc.server import create_server
+from svc_common import lifecycle
 from svc_common.errors import ServiceError
 from svc_common.logging import setup_logging
 from svc_common.telemetry import setup_tracing
@@ -27,9 +26,7 @@ log = logging.getLogger("billing_svc")
 
 async def serve(settings: Settings, args: argparse.Namespace) -> int:
     setup_tracing("billing-svc")
-    server = await create_server(settings)
-    await server.serve_until_signalled()
-    return 0
+    return await lifecycle.serve(lambda: create_server(settings))
 
 
 async def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -88,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = Settings()
     setup_logging("billing-svc", settings.log_level)
-    return uvloop.run(COMMANDS[args.command](settings, args))
+    return lifecycle.run(COMMANDS[args.command](settings, args))
 
 
 if __name__ == "__main__":

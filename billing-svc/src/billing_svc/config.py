@@ -24,6 +24,9 @@ class Settings(ServiceSettings):
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/postgres")
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     db_pool_size: int = Field(default=10, ge=2)
+    # Apply migrations when the server starts (make run, tests). Off where a migration job runs
+    # first (deploy/k8s: `python -m billing_svc migrate`), so replicas never race a schema change.
+    migrate_on_start: bool = True
 
     # The usage stream and its consumer group; every billing-svc replica joins the same group.
     usage_stream: str = usage_events.STREAM

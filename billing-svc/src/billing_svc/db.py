@@ -72,7 +72,14 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(database_url: str, size: int) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(
+    pool = await unopened_pool(database_url, size)
+    assert pool is not None
+    return pool
+
+
+def unopened_pool(database_url: str, size: int) -> asyncpg.Pool:
+    """The pool, not yet connected: `await pool` opens it (billing-svc's server, at start)."""
+    return asyncpg.create_pool(
         database_url,
         min_size=1,
         max_size=size,
@@ -82,5 +89,3 @@ async def create_pool(database_url: str, size: int) -> asyncpg.Pool:
         max_inactive_connection_lifetime=300,
         reset=_keep_session,
     )
-    assert pool is not None
-    return pool

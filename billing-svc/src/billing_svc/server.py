@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import signal
 
 import asyncpg
 
@@ -17,14 +14,17 @@ from billing_svc.service import BillingServicer
 from billing_svc.sweeper import HoldSweeper
 from grpc_stubs.billing.v1 import billing_pb2, billing_pb2_grpc
 from svc_common.grpc_server import GrpcService, build_server
+from svc_common.lifecycle import Background, BackgroundTask, Service
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name
 
 
-class BillingServer:
+class BillingServer(Service):
     """The gRPC server plus the background tasks of one billing-svc process."""
+
+    name = "billing-svc"
 
     def __init__(
         self,
@@ -34,61 +34,49 @@ class BillingServer:
         consumer: UsageConsumer | None,
         sweeper: HoldSweeper | None,
     ) -> None:
-        self.settings = settings
+        super().__init__(settings, grpc_service)
+        self.settings: Settings = settings
         self.pool = pool
-        self.grpc = grpc_service
         self.consumer = consumer
         self.sweeper = sweeper
-        self._tasks: list[asyncio.Task[None]] = []
+        self._pool_open = False
 
-    @property
-    def port(self) -> int:
-        return self.grpc.port
+    def migrate_on_start(self) -> bool:
+        return self.settings.migrate_on_start
 
-    async def start(self) -> None:
-        await self.grpc.start()
+    async def migrate(self) -> None:
+        await db.migrate(self.settings.database_url.get_secret_value())
+
+    async def ready(self) -> None:
+        await self.pool  # connects (the schema is current by now)
+        self._pool_open = True
+
+    def background(self) -> Background:
+        # Both finish when asked: the consumer its batch in flight, the sweeper its pass.
+        tasks = {}
         if self.consumer is not None:
-            self._tasks.append(asyncio.create_task(self.consumer.run(), name="usage-consumer"))
+            tasks["usage-consumer"] = BackgroundTask(self.consumer.run, finishes=True)
         if self.sweeper is not None:
-            self._tasks.append(asyncio.create_task(self.sweeper.run(), name="hold-sweeper"))
-        log.info("billing-svc listening on port %d", self.port)
+            tasks["hold-sweeper"] = BackgroundTask(self.sweeper.run, finishes=True)
+        return tasks
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Stop taking calls and reading events; finish the calls and the batch in flight."""
-        grace = self.settings.grace_seconds if grace is None else grace
+    def stopping(self) -> None:
+        """Stop reading events and sweeping; the batch in flight gets the grace period (then its
+        entries stay pending and are claimed by another replica)."""
         if self.consumer is not None:
             self.consumer.stop()
         if self.sweeper is not None:
             self.sweeper.stop()
-        await self.grpc.stop(grace)
-        if self._tasks:
-            _, late = await asyncio.wait(self._tasks, timeout=grace)
-            for task in late:  # its entries stay pending and are claimed by another replica
-                task.cancel()
-            for task in self._tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        await self.pool.close()
 
-    async def serve_until_signalled(self) -> None:
-        """Serve until SIGTERM or SIGINT, then stop gracefully."""
-        signalled = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, signalled.set)
-        await self.start()
-        try:
-            await signalled.wait()
-            log.info("stopping: finishing calls and the batch in flight")
-        finally:
-            await self.stop()
+    async def close(self) -> None:
+        if self._pool_open:
+            await self.pool.close()
 
 
-async def create_server(settings: Settings) -> BillingServer:
-    """Apply migrations and build the server ; start() or serve_until_signalled() runs it."""
-    database_url = settings.database_url.get_secret_value()
-    await db.migrate(database_url)
-    pool = await db.create_pool(database_url, settings.db_pool_size)
+def create_server(settings: Settings) -> BillingServer:
+    """Build the server (no I/O): start() migrates (BILLING_SVC_MIGRATE_ON_START), opens the
+    pool, starts the consumer and the sweeper, then serves."""
+    pool = db.unopened_pool(settings.database_url.get_secret_value(), settings.db_pool_size)
     prices = PriceBook(settings.price_cache_s)
     server, port, health = build_server(settings, [SERVICE_NAME])
     billing_pb2_grpc.add_BillingServiceServicer_to_server(

@@ -1,5 +1,5 @@
 """gRPC server bootstrap shared by every service: service-token auth, error mapping, tracing,
-health, reflection, graceful stop.
+health, reflection, graceful stop (the process around it: svc_common.lifecycle).
 
 Auth and error mapping wrap each method handler once, when a servicer is registered, rather than
 as grpc.aio interceptors: an interceptor runs per call and builds a new handler each time, which
@@ -8,9 +8,7 @@ tracer provider is (telemetry.server_interceptors)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -56,15 +54,6 @@ class GrpcService:
         """Stop taking new calls, mark NOT_SERVING, let in-flight calls finish within `grace`."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
-
-    async def serve_until_signalled(self, grace: float) -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        log.info("stopping: finishing in-flight calls for up to %.0fs", grace)
-        await self.stop(grace)
 
 
 class _GuardedServer(grpc.aio.Server):

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 import sys
 
 from settings_svc.config import Settings
@@ -15,6 +13,7 @@ from settings_svc.presets import PresetCatalog
 from settings_svc.rotation import rotate_keys
 from settings_svc.server import create_server
 from settings_svc.store import create_pool
+from svc_common import lifecycle
 from svc_common.logging import setup_logging
 from svc_common.telemetry import setup_tracing
 
@@ -23,18 +22,7 @@ log = logging.getLogger("settings_svc")
 
 async def serve(settings: Settings) -> int:
     setup_tracing("settings-svc")
-    server = create_server(settings)
-    await server.start()
-    reloads: set[asyncio.Task[None]] = set()
-
-    def on_sighup() -> None:
-        task = asyncio.create_task(server.reload_presets())
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
-    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
-    await server.serve_until_signalled(settings.grace_seconds)
-    return 0
+    return await lifecycle.serve(lambda: create_server(settings))
 
 
 async def run_migrate(settings: Settings) -> int:
@@ -68,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     setup_logging("settings-svc", settings.log_level)
     try:
-        return asyncio.run(COMMANDS[args.command](settings))
+        return lifecycle.run(COMMANDS[args.command](settings))
     except KeyConfigError as err:
         log.error("%s", err)
         return 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import asyncpg
@@ -19,6 +18,7 @@ from settings_svc.service import SettingsServicer
 from settings_svc.store import ConfigStore, create_pool
 from svc_common.auth import MODEL_SERVICES
 from svc_common.grpc_server import GrpcService, build_server
+from svc_common.lifecycle import Background, BackgroundTask, Service
 
 log = logging.getLogger(__name__)
 
@@ -27,37 +27,49 @@ SERVICE_NAME = settings_pb2.DESCRIPTOR.services_by_name["SettingsService"].full_
 ALLOWED_CALLERS = frozenset({"gateway", *MODEL_SERVICES})
 
 
-class SettingsServer(GrpcService):
-    """The settings gRPC server; start() migrates the schema, then opens for calls."""
+class SettingsServer(Service):
+    """The settings gRPC server; start() opens the pool, migrates the schema (when
+    SETTINGS_SVC_MIGRATE_ON_START), loads the presets, then opens for calls."""
+
+    name = "settings-svc"
 
     def __init__(self, settings: Settings, keyring: KeyRing) -> None:
         server, port, health = build_server(
             settings, [SERVICE_NAME], allowed_callers=ALLOWED_CALLERS
         )
-        super().__init__(server, port, health, [SERVICE_NAME])
-        self.settings = settings
+        super().__init__(settings, GrpcService(server, port, health, [SERVICE_NAME]))
+        self.settings: Settings = settings
         self.keyring = keyring
         self.presets = PresetCatalog()
         self.servicer = SettingsServicer(self.presets, keyring, settings.allowed_base_url_hosts)
         settings_pb2_grpc.add_SettingsServiceServicer_to_server(self.servicer, server)
         self.pool: asyncpg.Pool | None = None
         self._changes: ChangePublisher | None = None
-        self._reloader: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
+    async def open(self) -> None:
         self.pool = await create_pool(self.settings)
-        try:
-            await migrate(self.pool, self.keyring, self.presets, self.settings.batch_size)
-        except BaseException:
-            await self.pool.close()
-            raise
+
+    def migrate_on_start(self) -> bool:
+        return self.settings.migrate_on_start
+
+    async def migrate(self) -> None:
+        assert self.pool is not None
+        await migrate(self.pool, self.keyring, self.presets, self.settings.batch_size)
+
+    async def ready(self) -> None:
+        assert self.pool is not None
+        if not self.settings.migrate_on_start:  # migrate() loaded them otherwise
+            await self.presets.reload(self.pool)
         self._changes = ChangePublisher(
             aioredis.Redis.from_url(self.settings.redis_url), self.settings.settings_changed_channel
         )
         self.servicer.bind(ConfigStore(self.pool), self._changes)
-        self._reloader = asyncio.create_task(self._reload_presets_periodically())
-        await super().start()
-        log.info("settings-svc listening on port %d", self.port)
+
+    def background(self) -> Background:
+        return {"presets-reload": BackgroundTask(self._reload_presets_periodically)}
+
+    async def hangup(self) -> None:
+        await self.reload_presets()
 
     async def reload_presets(self) -> None:
         """Re-read provider presets (operators: SIGHUP, or wait `presets_reload_seconds`).
@@ -78,12 +90,7 @@ class SettingsServer(GrpcService):
             await asyncio.sleep(self.settings.presets_reload_seconds)
             await self.reload_presets()
 
-    async def stop(self, grace: float | None) -> None:
-        await super().stop(grace)
-        if self._reloader is not None:
-            self._reloader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reloader
+    async def close(self) -> None:
         if self._changes is not None:
             await self._changes.close()
         if self.pool is not None:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import Any
 
-import grpc
 import redis.asyncio as aioredis
-from grpc_health.v1._async import HealthServicer
 
 from grpc_stubs.text.v1 import text_pb2, text_pb2_grpc
 from svc_common.grpc_server import GrpcService, build_server
+from svc_common.lifecycle import Background, BackgroundTask, Service
 from text_svc.catalog import ModelCatalog
 from text_svc.config import Settings
 from text_svc.config_source import ConfigSource, config_source, watch_settings_changes
@@ -26,16 +23,16 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = text_pb2.DESCRIPTOR.services_by_name["TextService"].full_name
 
 
-class TextServer(GrpcService):
+class TextServer(Service):
     """The gRPC server plus what lives beside it: the settings-change watcher, provider clients,
     pending usage events. `stop` lets in-flight calls finish within the grace period (then
     cancels them, which ends their streams cleanly), then flushes usage events and closes."""
 
+    name = "text-svc"
+
     def __init__(
         self,
-        server: grpc.aio.Server,
-        port: int,
-        health: HealthServicer,
+        grpc_service: GrpcService,
         *,
         settings: Settings,
         service: TextService,
@@ -44,17 +41,16 @@ class TextServer(GrpcService):
         metering: Metering,
         redis: Any | None,
     ) -> None:
-        super().__init__(server, port, health, [SERVICE_NAME])
-        self.settings = settings
+        super().__init__(settings, grpc_service)
+        self.settings: Settings = settings
         self._service = service
         self._configs = configs
         self._clients = clients
         self._metering = metering
         self._redis = redis
-        self._watcher: asyncio.Task[None] | None = None
-        self._stopped = False
+        self._grace: float | None = None
 
-    async def start(self) -> None:
+    async def open(self) -> None:
         s = self.settings
         if not s.settings_target:
             log.info(
@@ -68,23 +64,26 @@ class TextServer(GrpcService):
             )
         if self._redis is None:
             log.warning("redis_url not configured: no usage events are published")
-        elif s.settings_target:
-            self._watcher = asyncio.get_running_loop().create_task(
-                watch_settings_changes(self._redis, s.settings_changed_channel, self._configs)
-            )
-        await super().start()
 
-    async def stop(self, grace: float | None) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
+    def background(self) -> Background:
+        if self._redis is None or not self.settings.settings_target:
+            return {}
+        redis, channel, configs = self._redis, self.settings.settings_changed_channel, self._configs
+        # Keeps the config cache right for the calls in flight; cancelled once they are done.
+        return {
+            "settings-changes": BackgroundTask(
+                lambda: watch_settings_changes(redis, channel, configs)
+            )
+        }
+
+    async def stop(self, grace: float | None = None) -> None:
+        self._grace = self.settings.grace_seconds if grace is None else grace
         await super().stop(grace)
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+
+    async def close(self) -> None:
+        grace = self._grace or 0.0
         await self._service.drain(timeout_s=5.0)
-        await self._metering.drain(timeout_s=max(grace or 0.0, 5.0))
+        await self._metering.drain(timeout_s=max(grace, 5.0))
         await self._clients.aclose()
         await self._configs.aclose()
         await self._metering.aclose()
@@ -103,9 +102,7 @@ def create_server(settings: Settings) -> TextServer:
     server, port, health = build_server(settings, [SERVICE_NAME])
     text_pb2_grpc.add_TextServiceServicer_to_server(service, server)
     return TextServer(
-        server,
-        port,
-        health,
+        GrpcService(server, port, health, [SERVICE_NAME]),
         settings=settings,
         service=service,
         configs=configs,
