@@ -61,6 +61,7 @@ lint: setup  ## ruff (lint + format check) and mypy
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy common/src provider-plumbing/src gateway/src text-svc/src settings-svc/src billing-svc/src
+	$(PY) -m mypy --strict common/src
 
 format: setup  ## apply ruff's formatting and fixable lint
 	$(PY) -m ruff format .

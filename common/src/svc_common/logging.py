@@ -11,6 +11,8 @@ from typing import Any
 import orjson
 
 # Provider keys (sk-..., sk-ant-...), bearer tokens, JWTs, and key=value pairs that name a secret.
+__all__ = ["JsonFormatter", "scrub", "setup_logging"]
+
 _SECRET_PATTERNS = [
     re.compile(r"sk-[A-Za-z0-9_\-]{6,}"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9_\-\.=]+"),

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import asyncpg
 
+__all__ = ["apply_migrations"]
+
 log = logging.getLogger(__name__)
 
 

@@ -2,20 +2,41 @@
 
 Events are Redis stream entries with flat string fields. `event_id` is the request id, so an
 event delivered or published twice is applied once (billing's ledger is keyed by it).
+`UsagePublisher` is how a model service sends them: queued without awaiting, sent in batches.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from dataclasses import MISSING, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from svc_common.names import BACKEND_TYPES, MODES
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+__all__ = [
+    "CONSUMER_GROUP",
+    "DEAD_LETTER_STREAM",
+    "OUTCOMES",
+    "STREAM",
+    "InvalidUsageEvent",
+    "UsageEvent",
+    "UsagePublisher",
+    "now_ms",
+    "publish",
+]
+
+log = logging.getLogger(__name__)
 
 STREAM = "usage-events"
 DEAD_LETTER_STREAM = "usage-events-dead"
 CONSUMER_GROUP = "billing"
 
-BACKEND_TYPES = ("text", "multimodal", "image")
-MODES = ("member", "byok")
 # success: the call completed. upstream_error: the provider failed after billing some units.
 # client_disconnect: the caller went away mid-stream (bill what was generated).
 # error: failed before anything was generated (settles the hold to zero).
@@ -91,7 +112,95 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-async def publish(redis: Any, event: UsageEvent, stream: str = STREAM) -> str:
-    """Append the event to the usage stream. Never trimmed here: billing trims below its pending."""
-    entry_id = await redis.xadd(stream, event.to_fields())
-    return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+def _append(target: Any, stream: str, event: UsageEvent) -> Any:
+    """The one way an event becomes a stream entry (a client's or a pipeline's XADD). Never
+    trimmed here: billing trims below its pending entries."""
+    return target.xadd(stream, event.to_fields())
+
+
+async def publish(redis: aioredis.Redis, event: UsageEvent, stream: str = STREAM) -> str:
+    """Append one event to the usage stream now; returns the entry id."""
+    entry_id = await _append(redis, stream, event)
+    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+
+_PUBLISH_ATTEMPTS = 4
+_BATCH = 500  # events per pipelined round trip
+
+
+class UsagePublisher:
+    """A model service's usage events, sent in the background: `submit` never awaits (it runs in
+    `finally` blocks of tasks being cancelled); `drain` sends what is queued at shutdown.
+
+    Without Redis (development) events are dropped: the service says so when it starts.
+    """
+
+    def __init__(self, redis: aioredis.Redis | None, stream: str = STREAM) -> None:
+        self._redis = redis
+        self._stream = stream
+        self._queue: list[UsageEvent] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def submit(self, event: UsageEvent) -> None:
+        if self._redis is None:
+            return
+        self._queue.append(event)
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._publish_queued(self._redis))
+
+    async def _publish_queued(self, redis: aioredis.Redis) -> None:
+        """Send queued events in batches: one pipelined round trip for all that arrived since the
+        last, instead of a task and a round trip per request."""
+        failures = 0
+        while True:
+            await self._wake.wait()
+            # No waiting to gather more: the events that arrive while a batch is in flight go
+            # together in the next one, so batches grow with the load and a lone request's charge
+            # reaches the balance at once.
+            self._wake.clear()
+            while self._queue:
+                batch = self._queue[:_BATCH]
+                pipe = redis.pipeline(transaction=False)
+                for event in batch:
+                    _append(pipe, self._stream, event)
+                try:
+                    await pipe.execute()
+                except Exception as err:
+                    failures += 1
+                    if failures < _PUBLISH_ATTEMPTS:
+                        await asyncio.sleep(0.1 * 4**failures)
+                        continue
+                    for event in batch:
+                        # Lost to billing unless replayed from this line (no key in it).
+                        log.error(
+                            "usage event not published (%s): %s",
+                            type(err).__name__,
+                            event.to_fields(),
+                            extra={"event_id": event.event_id},
+                        )
+                failures = 0
+                del self._queue[: len(batch)]
+                if not self._queue:
+                    self._idle.set()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait until every queued usage event is sent (shutdown), then stop the publisher."""
+        if self._task is None:
+            return
+        if self._queue:
+            self._idle.clear()
+            self._wake.set()
+            try:
+                async with asyncio.timeout(timeout_s):
+                    while self._queue:
+                        await self._idle.wait()
+                        self._idle.clear()
+            except TimeoutError:
+                log.error("%d usage events still unpublished at shutdown", len(self._queue))
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None

@@ -1,8 +1,6 @@
-"""Change messages: after every write, "<user_id>:<backend_type>" on a Redis pub/sub channel.
-
-Model services cache resolved configs and drop the entry when the message arrives. Pub/sub is
-fire-and-forget, so a subscriber that was disconnected misses messages: consumers keep a short TTL
-on their cache as well. A failed publish is logged, not returned to the user (the write is done).
+"""The publishing side of the settings-changed contract (`svc_common.settings_changes`): after
+every write, the change on the Redis pub/sub channel. A failed publish is logged, not returned to
+the user (the write is done); subscribers' TTL bounds how long they keep the old config.
 """
 
 from __future__ import annotations
@@ -13,13 +11,11 @@ import logging
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from svc_common import settings_changes
+
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_SECONDS = 1.0
-
-
-def change_message(user_id: str, backend_type: str) -> str:
-    return f"{user_id}:{backend_type}"
 
 
 class ChangePublisher:
@@ -30,7 +26,7 @@ class ChangePublisher:
     async def publish(self, user_id: str, backend_type: str) -> None:
         try:
             await asyncio.wait_for(
-                self._redis.publish(self.channel, change_message(user_id, backend_type)),
+                self._redis.publish(self.channel, settings_changes.encode(user_id, backend_type)),
                 PUBLISH_TIMEOUT_SECONDS,
             )
         except (RedisError, OSError, TimeoutError) as err:

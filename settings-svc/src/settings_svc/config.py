@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from svc_common import settings_changes
 from svc_common.config import ServiceSettings
 
 
@@ -16,13 +17,10 @@ class Settings(ServiceSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     db_pool_min_size: int = Field(default=1, ge=0)
     db_pool_max_size: int = Field(default=8, ge=1)
-    # Apply migrations when the server starts (make run, tests). Off where a migration job runs
-    # first (deploy/k8s: `python -m settings_svc migrate`), so replicas never race a schema change.
-    migrate_on_start: bool = True
 
     # Every write publishes "<user_id>:<backend_type>" here so model services drop cached configs.
     redis_url: str = "redis://127.0.0.1:6379/0"
-    settings_changed_channel: str = "settings-changed"
+    settings_changed_channel: str = settings_changes.CHANNEL
 
     # Comma-separated `keyid:base64(32 bytes)`; the first encrypts, any listed decrypts (rotation).
     encryption_keys: SecretStr | None = None

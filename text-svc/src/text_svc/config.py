@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from svc_common import settings_changes
 from svc_common.addresses import normalise_hosts
 from svc_common.config import ServiceSettings
 from svc_common.usage_events import STREAM
@@ -66,7 +67,7 @@ class Settings(ServiceSettings):
     # Redis for usage events and settings-change messages; empty: no usage events are published.
     redis_url: str = ""
     usage_stream: str = STREAM
-    settings_changed_channel: str = "settings-changed"
+    settings_changed_channel: str = settings_changes.CHANNEL
     config_cache_ttl_s: float = Field(default=30.0, ge=0)
     # Deadline for calls to settings-svc and billing-svc.
     internal_call_timeout_s: float = Field(default=5.0, gt=0)

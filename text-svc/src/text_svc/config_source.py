@@ -3,30 +3,32 @@
 `ConfigSource.resolve(caller)` is the only question text-svc asks. Two answers:
 - OperatorDefaults: settings-svc is not configured (TEXT_SVC_SETTINGS_TARGET empty); every caller
   gets the operator's provider/model in member mode, paid with the platform key.
-- SettingsServiceConfigs: settings-svc `ResolveConfig`, cached per user for config_cache_ttl_s and
-  dropped at once when settings-svc publishes "<user_id>:text" or "<user_id>:*" on the Redis
-  channel TEXT_SVC_SETTINGS_CHANGED_CHANNEL (see `watch_settings_changes`).
+- settings-svc `ResolveConfig` for backend type text (`svc_common.config_resolution`), cached per
+  user for config_cache_ttl_s and dropped at once when settings-svc announces a change of the
+  user's text config on TEXT_SVC_SETTINGS_CHANGED_CHANNEL (`svc_common.settings_changes`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import grpc
+from typing import Protocol
 
 from grpc_stubs.common.v1 import common_pb2
-from grpc_stubs.settings.v1 import settings_pb2, settings_pb2_grpc
-from svc_common import grpc_client
-from svc_common.auth import Caller, forward_metadata
-from svc_common.errors import from_rpc_error, reraise
+from grpc_stubs.settings.v1 import settings_pb2
+from svc_common.auth import Caller
+from svc_common.config_resolution import ConfigResolver
+from svc_common.settings_changes import watch as watch_settings_changes
 from text_svc.config import Settings
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "BACKEND_TYPE",
+    "ConfigSource",
+    "OperatorDefaults",
+    "TextConfig",
+    "api_style_for",
+    "config_source",
+    "watch_settings_changes",
+]
 
 BACKEND_TYPE = "text"
 _API_STYLES = {"openai": "openai", "anthropic": "anthropic", "ollama": "ollama"}
@@ -81,7 +83,7 @@ class ConfigSource(Protocol):
         ...
 
     def invalidate(self, message: str) -> None:
-        """A settings-changed message arrived ("<user_id>:<backend_type>" or "<user_id>:*")."""
+        """A settings-changed message arrived (`svc_common.settings_changes`)."""
         ...
 
     def clear(self) -> None: ...
@@ -118,95 +120,15 @@ class OperatorDefaults:
         pass
 
 
-class SettingsServiceConfigs:
-    """settings-svc ResolveConfig behind a per-user TTL cache that settings changes invalidate."""
-
-    def __init__(self, settings: Settings, max_entries: int = 50_000) -> None:
-        if settings.service_token is None:
-            raise RuntimeError("TEXT_SVC_SERVICE_TOKEN is required to call settings-svc")
-        self._token = settings.service_token.get_secret_value()
-        self._ttl = settings.config_cache_ttl_s
-        self._max = max_entries
-        self._channel = grpc_client.channel(settings.settings_target)
-        self._stub = settings_pb2_grpc.SettingsServiceStub(self._channel)
-        # (user id, is member) -> (expires at, config). Membership is part of the key because
-        # settings-svc may answer differently for a member and a non-member.
-        self._cache: OrderedDict[tuple[str, bool], tuple[float, TextConfig]] = OrderedDict()
-        # Bumped by every invalidation: a lookup that began before one is not cached.
-        self._epoch = 0
-
-    async def resolve(self, who: Caller, timeout_s: float) -> TextConfig:
-        key = (who.user_id, who.is_member)
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
-        epoch = self._epoch
-        try:
-            resolved = await self._stub.ResolveConfig(
-                settings_pb2.ResolveConfigRequest(backend_type=common_pb2.BACKEND_TYPE_TEXT),
-                metadata=forward_metadata(self._token, who),
-                timeout=timeout_s,
-            )
-        except grpc.aio.AioRpcError as err:
-            raise reraise(from_rpc_error(err)) from None
-        config = TextConfig.from_proto(resolved)
-        if epoch == self._epoch and self._ttl > 0:
-            self._cache[key] = (time.monotonic() + self._ttl, config)
-            self._cache.move_to_end(key)
-            while len(self._cache) > self._max:
-                self._cache.popitem(last=False)
-        return config
-
-    def invalidate(self, message: str) -> None:
-        user_id, _, backend_type = message.rpartition(":")
-        if not user_id or backend_type not in (BACKEND_TYPE, "*"):
-            return
-        self._epoch += 1
-        self._cache.pop((user_id, True), None)
-        self._cache.pop((user_id, False), None)
-
-    def clear(self) -> None:
-        self._epoch += 1
-        self._cache.clear()
-
-    async def aclose(self) -> None:
-        await self._channel.close()
-
-
 def config_source(settings: Settings) -> ConfigSource:
-    if settings.settings_target:
-        return SettingsServiceConfigs(settings)
-    return OperatorDefaults(settings)
-
-
-async def watch_settings_changes(redis: Any, channel: str, source: ConfigSource) -> None:
-    """Drop cached configs as settings-svc announces changes; runs until cancelled.
-
-    After every (re)subscription the whole cache is dropped: messages may have been missed while
-    not subscribed, and a stale config (another key, another mode) must not outlive that.
-    """
-    delay = 0.1
-    while True:
-        pubsub = redis.pubsub()
-        try:
-            await pubsub.subscribe(channel)
-            async for message in pubsub.listen():
-                kind = message.get("type")
-                if kind == "subscribe":
-                    source.clear()
-                    delay = 0.1
-                elif kind == "message":
-                    data = message.get("data")
-                    source.invalidate(data.decode() if isinstance(data, bytes) else str(data))
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:
-            log.warning(
-                "settings-change subscription lost (%s); resubscribing in %.1fs",
-                type(err).__name__,
-                delay,
-            )
-        finally:
-            await pubsub.aclose()
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 5.0)
+    if not settings.settings_target:
+        return OperatorDefaults(settings)
+    if settings.service_token is None:
+        raise RuntimeError("TEXT_SVC_SERVICE_TOKEN is required to call settings-svc")
+    return ConfigResolver(
+        settings.settings_target,
+        settings.service_token.get_secret_value(),
+        BACKEND_TYPE,
+        TextConfig.from_proto,
+        ttl_s=settings.config_cache_ttl_s,
+    )

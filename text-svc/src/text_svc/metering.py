@@ -1,39 +1,26 @@
-"""Money and usage around one generation: the credit hold before (member mode, billing-svc
-`Reserve`), and exactly one usage event after (every mode), published to the Redis stream that
-billing-svc consumes. Without TEXT_SVC_BILLING_TARGET member mode runs without holds
-(development); without TEXT_SVC_REDIS_URL no usage events are published."""
+"""text-svc's policy around one generation's money: a hold for the worst case in tokens before
+a member call (`svc_common.holds`), and exactly one usage event after (every mode), counted in
+tokens (`svc_common.usage_events`). Without TEXT_SVC_BILLING_TARGET member mode runs without
+holds (development); without TEXT_SVC_REDIS_URL no usage events are published."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-import grpc
-
-from grpc_stubs.billing.v1 import billing_pb2, billing_pb2_grpc
 from grpc_stubs.common.v1 import common_pb2
-from svc_common import grpc_client
-from svc_common.auth import Caller, forward_metadata
-from svc_common.errors import from_rpc_error, reraise
-from svc_common.usage_events import UsageEvent, now_ms
+from svc_common.auth import Caller
+from svc_common.holds import NO_BALANCE, Hold, HoldClient, Route
+from svc_common.usage_events import UsageEvent, UsagePublisher, now_ms
 from text_svc.config import Settings
 from text_svc.plan import Plan, output_tokens_estimate
 from text_svc.providers.base import TokenUsage
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
-NO_BALANCE = -1  # GenerateResponse.balance_micros when no hold was taken
-_PUBLISH_ATTEMPTS = 4
-_BATCH = 500  # events per pipelined round trip
+__all__ = ["NO_BALANCE", "Hold", "Metering", "UsageRecord"]
 
-
-@dataclass(frozen=True, slots=True)
-class Hold:
-    hold_id: str
-    balance_micros: int
+BACKEND_TYPE = "text"
 
 
 class UsageRecord:
@@ -83,7 +70,7 @@ class UsageRecord:
         return UsageEvent(
             event_id=self._plan.request_id,
             user_id=self._user_id,
-            backend_type="text",
+            backend_type=BACKEND_TYPE,
             provider=self.provider,
             model=self.model,
             mode=self._plan.mode,
@@ -97,54 +84,33 @@ class UsageRecord:
 
 
 class Metering:
-    def __init__(self, settings: Settings, redis: Any | None) -> None:
-        self._settings = settings
-        self._redis = redis
-        self._stream = settings.usage_stream
-        self._timeout = settings.internal_call_timeout_s
-        self._queue: list[UsageEvent] = []
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._publisher: asyncio.Task[None] | None = None
-        self._channel: grpc.aio.Channel | None = None
-        self._billing: billing_pb2_grpc.BillingServiceStub | None = None
-        self._token = ""
+    def __init__(self, settings: Settings, redis: aioredis.Redis | None) -> None:
+        self._usage = UsagePublisher(redis, settings.usage_stream)
+        self._holds: HoldClient | None = None
         if settings.billing_target:
             if settings.service_token is None:
                 raise RuntimeError("TEXT_SVC_SERVICE_TOKEN is required to call billing-svc")
-            self._token = settings.service_token.get_secret_value()
-            self._channel = grpc_client.channel(settings.billing_target)
-            self._billing = billing_pb2_grpc.BillingServiceStub(self._channel)
+            self._holds = HoldClient(
+                settings.billing_target,
+                settings.service_token.get_secret_value(),
+                settings.internal_call_timeout_s,
+            )
 
     async def reserve(self, who: Caller, plan: Plan, timeout_s: float) -> Hold | None:
         """Hold the worst-case cost of the dearest route before a member call;
         INSUFFICIENT_CREDITS passes through."""
-        if plan.mode != "member" or self._billing is None:
+        if plan.mode != "member" or self._holds is None:
             return None
-        route = plan.routes[0]
-        request = billing_pb2.ReserveRequest(
+        return await self._holds.reserve(
+            who,
             request_id=plan.request_id,  # minted for this call (the hold id)
-            backend_type=common_pb2.BACKEND_TYPE_TEXT,
-            provider=route.provider,
-            model=route.model,
+            backend_type=BACKEND_TYPE,
+            routes=[Route(r.provider, r.model) for r in plan.routes],
             worst_case=common_pb2.Usage(
                 input_tokens=plan.input_tokens_bound, output_tokens=plan.output_tokens_cap
             ),
-            # The request may end on a fallback: the hold covers the dearest route, and a
-            # fallback without a price refuses it before any provider is called.
-            alternatives=[
-                billing_pb2.Route(provider=r.provider, model=r.model) for r in plan.routes[1:]
-            ],
+            timeout_s=timeout_s,
         )
-        # x-request-id stays the caller's correlation id: billing-svc's logs join up with ours.
-        metadata = forward_metadata(self._token, who)
-        try:
-            response = await self._billing.Reserve(
-                request, metadata=metadata, timeout=min(timeout_s, self._timeout)
-            )
-        except grpc.aio.AioRpcError as err:
-            raise reraise(from_rpc_error(err)) from None
-        return Hold(response.hold_id, response.balance_micros)
 
     def finish(self, record: UsageRecord, outcome: str) -> None:
         """Queue the request's one usage event. Never awaits: it runs in `finally` blocks of
@@ -152,68 +118,12 @@ class Metering:
         if record.published:
             return
         record.published = True
-        if self._redis is None:
-            return
-        self._queue.append(record.event(outcome))
-        self._wake.set()
-        if self._publisher is None:
-            self._publisher = asyncio.get_running_loop().create_task(self._publish_queued())
-
-    async def _publish_queued(self) -> None:
-        """Send queued events in batches: one pipelined round trip for all that arrived since the
-        last, instead of a task and a round trip per request."""
-        assert self._redis is not None
-        failures = 0
-        while True:
-            await self._wake.wait()
-            # No waiting to gather more: the events that arrive while a batch is in flight go
-            # together in the next one, so batches grow with the load and a lone request's charge
-            # reaches the balance at once.
-            self._wake.clear()
-            while self._queue:
-                batch = self._queue[:_BATCH]
-                pipe = self._redis.pipeline(transaction=False)
-                for event in batch:
-                    pipe.xadd(self._stream, event.to_fields())  # as usage_events.publish does
-                try:
-                    await pipe.execute()
-                except Exception as err:
-                    failures += 1
-                    if failures < _PUBLISH_ATTEMPTS:
-                        await asyncio.sleep(0.1 * 4**failures)
-                        continue
-                    for event in batch:
-                        # Lost to billing unless replayed from this line (no key in it).
-                        log.error(
-                            "usage event not published (%s): %s",
-                            type(err).__name__,
-                            event.to_fields(),
-                            extra={"event_id": event.event_id},
-                        )
-                failures = 0
-                del self._queue[: len(batch)]
-                if not self._queue:
-                    self._idle.set()
+        self._usage.submit(record.event(outcome))
 
     async def drain(self, timeout_s: float) -> None:
         """Wait until every queued usage event is sent (shutdown), then stop the publisher."""
-        if self._publisher is None:
-            return
-        if self._queue:
-            self._idle.clear()
-            self._wake.set()
-            try:
-                async with asyncio.timeout(timeout_s):
-                    while self._queue:
-                        await self._idle.wait()
-                        self._idle.clear()
-            except TimeoutError:
-                log.error("%d usage events still unpublished at shutdown", len(self._queue))
-        self._publisher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._publisher
-        self._publisher = None
+        await self._usage.drain(timeout_s)
 
     async def aclose(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
+        if self._holds is not None:
+            await self._holds.aclose()
