@@ -356,7 +356,7 @@ def main() -> None:
         settle = asyncio.run(settle_latency(gateway, member, database_url, int(200 * scale)))
         results["settle"] = {"p50": pct(settle, 50), "p99": pct(settle, 99)}
         print("usage events applied by one consumer ...", flush=True)  # noqa: T201
-        from billing_svc.bench import run_bench
+        from bench.billing_consumer import run_bench
 
         consumer = asyncio.run(run_bench(admin_pg, redis_url, events=int(20000 * scale)))
         results["consumer"] = asdict(consumer)

@@ -1,11 +1,13 @@
 """Benchmark: usage events applied per second by one consumer.
 
-python -m billing_svc.bench [--events N] [--batch-size N] [--database-url URL] [--redis-url URL]
+python -m bench.billing_consumer [--events N] [--batch-size N] [--database-url URL]
+    [--redis-url URL]
 
 Creates a scratch database on the Postgres server (the URL needs CREATE DATABASE rights) and
 scratch stream names, pre-publishes the events (80 % member mode settling a hold, 20 % BYOK,
 over 1,000 users), then times one UsageConsumer draining them. `run_bench()` is the entry point
-for the root benchmark suite.
+for the root benchmark suite (`make bench`). It lives here, not in billing_svc, so that the
+production package ships no bench code.
 """
 
 from __future__ import annotations
@@ -145,7 +147,7 @@ async def _seed(pool: asyncpg.Pool, events: int) -> list[UsageEvent]:
 
 def main(argv: list[str] | None = None) -> int:
     defaults = Settings()
-    parser = argparse.ArgumentParser(prog="python -m billing_svc.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.billing_consumer", description=__doc__)
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--database-url", default=defaults.database_url.get_secret_value())

@@ -1,4 +1,5 @@
-"""Run the gateway in-process on a free port, for tests:
+"""Run the gateway in-process on a free port, for tests (the gateway's own and the
+cross-service ones; `pythonpath` puts this folder on every test's path):
 
     async with serve_gateway(settings) as base_url:   # e.g. "http://127.0.0.1:54321"
         ...

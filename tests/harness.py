@@ -16,12 +16,12 @@ from typing import Any
 
 import grpc
 import openai
+from gateway_server import serve_gateway
 
 from billing_svc.config import Settings as BillingSettings
 from billing_svc.server import create_server as create_billing
 from gateway.auth import mint_token
 from gateway.config import Settings as GatewaySettings
-from gateway.testing import serve_gateway
 from grpc_stubs.billing.v1 import billing_pb2, billing_pb2_grpc
 from provider_stand_ins import StandIn
 from settings_svc.config import Settings as SettingsSettings

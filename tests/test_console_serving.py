@@ -9,10 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from gateway_server import serve_gateway
 
 from gateway.config import Settings
 from gateway.console import CONTENT_SECURITY_POLICY
-from gateway.testing import serve_gateway
 
 INDEX = (
     '<!doctype html><html><head><script type="module" src="/assets/index-AbC123.js"></script>'

@@ -32,11 +32,11 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from gateway_server import serve_gateway
 from pydantic import SecretStr
 
 from gateway.auth import mint_token
 from gateway.config import Settings
-from gateway.testing import serve_gateway
 from grpc_stubs.billing.v1 import billing_pb2, billing_pb2_grpc
 from grpc_stubs.common.v1 import common_pb2
 from grpc_stubs.settings.v1 import settings_pb2, settings_pb2_grpc

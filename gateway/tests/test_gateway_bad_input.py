@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from gateway_server import serve_gateway
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.app import create_app
-from gateway.testing import serve_gateway
 
 from .conftest import Backends, gateway_settings
 

@@ -54,10 +54,8 @@ def add_span_processor(processor: SpanProcessor) -> None:
 
 
 def _instrument_http_clients() -> None:
-    # Upstream provider calls go through httpx (anthropic, plain adapters) or aiohttp (openai).
-    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-
-    HTTPXClientInstrumentor().instrument()
+    # Every upstream provider call goes through aiohttp (upstream.ProviderTransport, one pool
+    # per endpoint); no service calls out over httpx, so only aiohttp carries the trace on.
     try:
         from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
     except ImportError:  # only services that talk to providers install it

@@ -14,12 +14,7 @@ from fastapi import Depends, Request
 from gateway import clients
 from gateway.auth import TokenVerifier, User
 from gateway.errors import ApiError
-from gateway.metrics import Metrics
 from gateway.middleware import request_id
-
-
-async def get_metrics(request: Request) -> Metrics:
-    return request.app.state.metrics
 
 
 async def get_backends(request: Request) -> clients.Backends:
@@ -63,7 +58,6 @@ async def billing_client(request: Request) -> clients.BillingClient:
 CurrentUser = Annotated[User, Depends(current_user)]
 RequestId = Annotated[str, Depends(get_request_id)]
 Backends = Annotated[clients.Backends, Depends(get_backends)]
-MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 TextClient = Annotated[clients.TextClient, Depends(text_client)]
 SettingsClient = Annotated[clients.SettingsClient, Depends(settings_client)]
 BillingClient = Annotated[clients.BillingClient, Depends(billing_client)]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from gateway.deps import Backends, MetricsDep
+from gateway.deps import Backends
 from gateway.metrics import CONTENT_TYPE
 
 router = APIRouter(tags=["ops"])
@@ -39,5 +39,5 @@ async def get_readiness(backends: Backends) -> Response:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def get_metrics(metrics: MetricsDep) -> Response:
-    return Response(metrics.render(), media_type=CONTENT_TYPE)
+async def get_metrics(request: Request) -> Response:
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
