@@ -6,16 +6,21 @@ handlers take only the Request and dependencies of the form `async def dep(reque
 which need none of that machinery: LeanRoute calls them directly. OpenAPI, routing, exception
 handlers and the endpoint's signature stay FastAPI's. Where this could differ from FastAPI (a
 body, query or path parameter, a sub-dependency, route or router dependencies, a return value
-that is not a Response, dependency overrides in tests) FastAPI's own handler serves instead.
+that is not a Response, dependency overrides in tests) FastAPI's own handler serves instead, and
+so it does when the plan cannot be checked against the dependency tree FastAPI built (a FastAPI
+release that changes how included routes are built): it fails closed, never skipping a
+dependency. What it saves is measured in docs/performance.md.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import ContextVar
 from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
 from fastapi import Request, params, routing
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
@@ -61,19 +66,53 @@ def lean_plan(endpoint: Callable[..., Any]) -> list[tuple[str, Resolver]] | None
     return plan
 
 
-def _router_dependencies() -> list[Any]:
-    # FastAPI builds an included route's handler with its inclusion (router prefix, router-level
-    # dependencies) in a context variable; private, hence the care.
-    context_var = getattr(routing, "_effective_route_context_var", None)
-    context = context_var.get() if context_var is not None else None
-    return list(getattr(context, "dependencies", None) or [])
+# FastAPI builds an included route's handler with its inclusion (router prefix, router-level
+# dependencies) in this private context variable. LeanRoute reads it only to *check* that its
+# plan is exactly what FastAPI would run; whenever it is missing or does not look as expected,
+# the route is served by FastAPI's own handler (fail closed).
+_INCLUSION_CONTEXT = "_effective_route_context_var"
+_UNKNOWN = object()
+
+
+def _effective_dependant(route: APIRoute) -> Any:
+    """The dependency tree FastAPI would solve for this route as it is being built (router-level
+    dependencies included), or _UNKNOWN."""
+    context_var = getattr(routing, _INCLUSION_CONTEXT, None)
+    if not isinstance(context_var, ContextVar):
+        return _UNKNOWN
+    context = context_var.get()
+    if context is None:  # a route added to the app itself: its own dependant is complete
+        return route.dependant
+    if getattr(context, "original_route", None) is not route:
+        return _UNKNOWN
+    return getattr(context, "dependant", _UNKNOWN)
+
+
+def _plan_is_exact(dependant: Any, plan: list[tuple[str, Resolver]]) -> bool:
+    """True when FastAPI would solve exactly the plan's dependencies (in order, each without
+    sub-dependencies) and nothing else: no parameters, no body, no security scopes."""
+    if not isinstance(dependant, Dependant):
+        return False
+    if (
+        dependant.path_params
+        or dependant.query_params
+        or dependant.header_params
+        or dependant.cookie_params
+        or dependant.body_params
+    ):
+        return False
+    expected = [resolve for _, resolve in plan if resolve is not None]
+    solved = dependant.dependencies
+    if [d.call for d in solved] != expected:
+        return False
+    return all(not d.dependencies and not d.query_params and not d.body_params for d in solved)
 
 
 class LeanRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         fastapi_handler = super().get_route_handler()
         plan = lean_plan(self.endpoint)
-        if plan is None or self.dependencies or _router_dependencies():
+        if plan is None or not _plan_is_exact(_effective_dependant(self), plan):
             return fastapi_handler
         endpoint = self.endpoint
 
