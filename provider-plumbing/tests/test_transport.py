@@ -12,7 +12,6 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-import upstream
 from svc_common.addresses import IPAddress, check_url
 from upstream import Failure, ProviderError, ProviderTransport
 
@@ -226,25 +225,3 @@ async def test_operator_base_urls_are_not_address_checked(target: Recorder) -> N
     finally:
         await http.aclose()
     assert target.hits == ["GET /v1/models", "POST /v1/stream"]
-
-
-def test_the_library_declares_its_public_names() -> None:
-    assert sorted(upstream.__all__) == sorted(
-        [
-            "RETRYABLE",
-            "AddressRefused",
-            "Failure",
-            "GuardedResolver",
-            "ProviderError",
-            "ProviderTransport",
-            "ServerSentEvent",
-            "error_message",
-            "failure_for_status",
-            "ndjson_lines",
-            "retry_after_seconds",
-            "sse_events",
-            "status_error",
-            "transport_error",
-        ]
-    )
-    assert all(hasattr(upstream, name) for name in upstream.__all__)

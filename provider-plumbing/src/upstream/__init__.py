@@ -1,6 +1,14 @@
 """Provider plumbing shared by the model services (see README.md): the guarded HTTP transport,
-provider failures, and the SSE and NDJSON readers."""
+the client pool, the attempt policy, provider failures, and the SSE and NDJSON readers."""
 
+from upstream.attempts import (
+    FALLBACK_ON,
+    AttemptPolicy,
+    Attempts,
+    OpenStream,
+    Route,
+    RouteFailed,
+)
 from upstream.failures import (
     RETRYABLE,
     Failure,
@@ -12,19 +20,41 @@ from upstream.failures import (
     transport_error,
 )
 from upstream.ndjson import ndjson_lines
+from upstream.pool import (
+    ClientPool,
+    Connect,
+    Endpoint,
+    Lease,
+    TransportOptions,
+    client_key,
+    key_hash,
+)
 from upstream.sse import ServerSentEvent, sse_events
 from upstream.transport import AddressRefused, GuardedResolver, ProviderTransport
 
 __all__ = [
+    "FALLBACK_ON",
     "RETRYABLE",
     "AddressRefused",
+    "AttemptPolicy",
+    "Attempts",
+    "ClientPool",
+    "Connect",
+    "Endpoint",
     "Failure",
     "GuardedResolver",
+    "Lease",
+    "OpenStream",
     "ProviderError",
     "ProviderTransport",
+    "Route",
+    "RouteFailed",
     "ServerSentEvent",
+    "TransportOptions",
+    "client_key",
     "error_message",
     "failure_for_status",
+    "key_hash",
     "ndjson_lines",
     "retry_after_seconds",
     "sse_events",
