@@ -12,11 +12,12 @@ import asyncio
 import logging
 import time
 
+from chat_codecs import ModelInfo
 from text_svc.config_source import TextConfig
 from text_svc.generation import service_error
-from text_svc.plan import USER_CHOSEN_MODELS, Route
-from text_svc.providers import ProviderClients, client_key
-from text_svc.providers.base import Endpoint, Failure, ModelInfo, ProviderError
+from text_svc.plan import USER_CHOSEN_MODELS
+from text_svc.providers import ProviderClients
+from upstream import Endpoint, Failure, ProviderError, Route, client_key
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,6 @@ class ModelCatalog:
         lease = self._clients.acquire(endpoint)
         try:
             async with asyncio.timeout(timeout_s):
-                return await lease.adapter.list_models()
+                return await lease.client.list_models()
         finally:
             self._clients.release(lease)

@@ -9,12 +9,13 @@ import math
 import uuid
 from dataclasses import dataclass
 
+from chat_codecs import ChatRequest, Message
 from grpc_stubs.text.v1 import text_pb2
 from svc_common.auth import Caller
 from svc_common.errors import FailedPrecondition, InvalidArgument
 from text_svc.config import KNOWN_PROVIDERS, Settings
 from text_svc.config_source import TextConfig, api_style_for
-from text_svc.providers.base import ChatCall, Endpoint, Message
+from upstream import Endpoint, Route
 
 log = logging.getLogger(__name__)
 
@@ -31,24 +32,12 @@ _PER_MESSAGE_OVERHEAD = 16
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
-    """One provider and model to try."""
-
-    endpoint: Endpoint
-    model: str
-
-    @property
-    def provider(self) -> str:
-        return self.endpoint.provider
-
-
-@dataclass(frozen=True, slots=True)
 class Plan:
     # Minted by text-svc for this one call: the hold id and the usage event id. Never the
     # caller's id, which anyone can repeat (issue 7: a reused id made member requests free).
     request_id: str
     config: TextConfig
-    call: ChatCall  # for the primary route; a fallback changes only the model
+    call: ChatRequest  # for the primary route; a fallback changes only the model
     routes: tuple[Route, ...]  # the primary, then at most one fallback
     input_tokens_bound: int  # upper bound on input tokens (UTF-8 bytes + overhead per message)
     output_tokens_cap: int  # the max_tokens in force (sent to the provider in member mode)
@@ -114,7 +103,7 @@ def plan_generation(
     # Anthropic requires one anyway.
     send_cap = requested is not None or config.mode == "member" or config.api_style == "anthropic"
 
-    call = ChatCall(
+    call = ChatRequest(
         model=model,
         messages=messages,
         max_tokens=cap if send_cap else None,
@@ -132,7 +121,7 @@ def plan_generation(
     primary = Route(endpoint_for(config, settings), model)
     fallback = fallback_route(config, settings, primary)
     routes = (primary, fallback) if fallback else (primary,)
-    input_bound = sum(len(m.content.encode()) + _PER_MESSAGE_OVERHEAD for m in messages)
+    input_bound = sum(len(m.text.encode()) + _PER_MESSAGE_OVERHEAD for m in messages)
     return Plan(request_id, config, call, routes, input_bound, cap, correlation_id)
 
 
@@ -146,7 +135,7 @@ def _messages(request: text_pb2.GenerateRequest) -> tuple[Message, ...]:
                 f"messages[{i}].role must be system, user or assistant, not {m.role[:20]!r}",
                 param=f"messages[{i}].role",
             )
-        messages.append(Message(m.role, m.content, m.name))
+        messages.append(Message.of_text(m.role, m.content, m.name))
     return tuple(messages)
 
 

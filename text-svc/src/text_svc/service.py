@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from chat_codecs import Delta, Finish
 from grpc_stubs.common.v1 import common_pb2
 from grpc_stubs.text.v1 import text_pb2, text_pb2_grpc
 from svc_common.auth import Caller, caller
@@ -28,7 +29,7 @@ from text_svc.plan import (
     mint_request_id,
     plan_generation,
 )
-from text_svc.providers.base import Delta, ProviderError
+from upstream import ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,8 @@ class TextService(text_pb2_grpc.TextServiceServicer):
                             )
                         )
                         run.resumed()
-                    else:
+                    elif isinstance(event, Finish):
+                        # Tool-call deltas are not relayed yet (no request offers tools).
                         record.usage = event.usage
                         units = record.units()
                         outcome = "success"
