@@ -168,8 +168,9 @@ def deployment_problems(objects: list[Obj]) -> list[str]:
         # deadline), or a rollout cuts streams off.
         prefix = name.replace("-", "_").upper() + "_"
         grace = float(config.get(f"{prefix}GRACE_SECONDS", 0))
-        if name == "gateway":
-            grace = float(config.get("GATEWAY_UPSTREAM_DEADLINE_S", 0))
+        if name == "gateway":  # its default: the longest call's deadline + 5 s (gateway.config)
+            deadline = float(config.get("GATEWAY_UPSTREAM_DEADLINE_S", 0))
+            grace = float(config.get("GATEWAY_GRACE_SECONDS", deadline + 5))
         if name in MODEL_SERVICES:
             longest_stream = float(config.get("GATEWAY_UPSTREAM_DEADLINE_S", 0))
             if grace < longest_stream:

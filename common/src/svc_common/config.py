@@ -10,7 +10,7 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -101,8 +101,10 @@ def refuse_public_secrets(
         )
 
 
-class ServiceSettings(BaseSettings):
-    """Base for each service's Settings. Subclasses set `env_prefix` (e.g. "TEXT_SVC_")."""
+class ProcessSettings(BaseSettings):
+    """Base of every process's environment settings, the gateway's and the services': the
+    deployment environment, the log level, and the refusal of public secrets. Subclasses set
+    `env_prefix` and list their secrets in `named_secrets`."""
 
     # hide_input_in_errors: a refused setting must not print the environment's secrets.
     model_config = SettingsConfigDict(extra="ignore", hide_input_in_errors=True)
@@ -111,24 +113,33 @@ class ServiceSettings(BaseSettings):
     # that are published defaults); never use it in production.
     environment: Literal["development", "test", "production"] = "production"
     log_level: str = "INFO"
+
+    def named_secrets(self) -> dict[str, tuple[str, SecretStr | None]]:
+        """This process's secrets by environment variable name, for refuse_public_secrets."""
+        return {}
+
+    @model_validator(mode="after")
+    def _refuse_public_secrets(self) -> Self:
+        refuse_public_secrets(self.environment, self.named_secrets())
+        return self
+
+
+class ServiceSettings(ProcessSettings):
+    """Base for each gRPC service's Settings. Subclasses set `env_prefix` (e.g. "TEXT_SVC_")."""
+
     # host:port to listen on; port 0 picks a free port (tests).
     listen: str = "127.0.0.1:0"
     # Verifies service tokens presented by callers (see svc_common.auth). Required to accept calls.
     service_token_secret: SecretStr | None = None
     # This service's own token, sent on calls to other services.
     service_token: SecretStr | None = None
+    # SIGTERM: the calls in flight (and background work) get this long to finish.
     grace_seconds: float = 10.0
 
     def named_secrets(self) -> dict[str, tuple[str, SecretStr | None]]:
-        """This service's secrets by environment variable name, for refuse_public_secrets.
-        Subclasses with more secrets extend it."""
+        """Subclasses with more secrets extend it."""
         prefix = self.model_config.get("env_prefix", "")
         return {
             f"{prefix}SERVICE_TOKEN_SECRET": ("secret", self.service_token_secret),
             f"{prefix}SERVICE_TOKEN": ("service_token", self.service_token),
         }
-
-    @model_validator(mode="after")
-    def _refuse_public_secrets(self) -> ServiceSettings:
-        refuse_public_secrets(self.environment, self.named_secrets())
-        return self

@@ -10,10 +10,8 @@ from gateway.server import server_config
 from svc_common.logging import setup_logging
 
 
-def main() -> None:
-    settings = Settings()
-    setup_logging("gateway", settings.log_level)
-    config = server_config(
+def uvicorn_config(settings: Settings) -> uvicorn.Config:
+    return server_config(
         create_app(settings),
         settings,
         host=settings.host,
@@ -21,11 +19,18 @@ def main() -> None:
         loop="uvloop",
         log_level="warning",
         access_log=False,
-        # uvicorn's own logging config would replace the JSON logs set up above.
+        # uvicorn's own logging config would replace the JSON logs set up in main().
         log_config=None,
-        timeout_graceful_shutdown=30,
+        # SIGTERM: requests in flight, streams included, get the longest call's deadline plus a
+        # margin by default (GATEWAY_GRACE_SECONDS), within the pod's termination grace period.
+        timeout_graceful_shutdown=settings.shutdown_grace_s(),
     )
-    uvicorn.Server(config).run()
+
+
+def main() -> None:
+    settings = Settings()
+    setup_logging("gateway", settings.log_level)
+    uvicorn.Server(uvicorn_config(settings)).run()
 
 
 if __name__ == "__main__":

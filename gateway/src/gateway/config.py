@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import os
-from typing import Literal
 
 from pydantic import SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from svc_common.config import refuse_public_secrets
+from svc_common.config import ProcessSettings
 
 MIB = 1024 * 1024
+# Past the longest call's deadline: time to send its last bytes and close the connection.
+SHUTDOWN_MARGIN_S = 5.0
 
 
-class Settings(BaseSettings):
+class Settings(ProcessSettings):
     """Where the gateway listens, how it checks user JWTs, and where its gRPC backends are."""
 
     model_config = SettingsConfigDict(
         env_prefix="GATEWAY_", extra="ignore", hide_input_in_errors=True
     )
 
-    environment: Literal["development", "test", "production"] = "production"
     log_level: str = "WARNING"
     host: str = "127.0.0.1"
     port: int = 8080
@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     max_headers: int = 100
     # Deadline of one model call (a whole stream included).
     upstream_deadline_s: float = 120.0
+    # SIGTERM: requests in flight get this long to finish. Unset: the longest call's deadline
+    # (upstream_deadline_s) plus SHUTDOWN_MARGIN_S, so a rollout never cuts a stream off.
+    grace_seconds: float | None = None
     # Deadline of every other backend call (settings, billing, model lists, status checks).
     backend_deadline_s: float = 15.0
     readiness_deadline_s: float = 2.0
@@ -55,15 +58,19 @@ class Settings(BaseSettings):
     # gateway's own work, so by default only when they are exported (OTEL_EXPORTER_OTLP_ENDPOINT).
     tracing: bool | None = None
 
+    def named_secrets(self) -> dict[str, tuple[str, SecretStr | None]]:
+        return {
+            "GATEWAY_JWT_HS256_SECRET": ("secret", self.jwt_hs256_secret),
+            "GATEWAY_SERVICE_TOKEN": ("service_token", self.service_token),
+        }
+
+    def shutdown_grace_s(self) -> float:
+        if self.grace_seconds is not None:
+            return self.grace_seconds
+        return self.upstream_deadline_s + SHUTDOWN_MARGIN_S
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
-        refuse_public_secrets(
-            self.environment,
-            {
-                "GATEWAY_JWT_HS256_SECRET": ("secret", self.jwt_hs256_secret),
-                "GATEWAY_SERVICE_TOKEN": ("service_token", self.service_token),
-            },
-        )
         has_secret = self.jwt_hs256_secret is not None
         has_public_key = bool(self.jwt_rs256_public_key)
         if has_secret == has_public_key:
