@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from cachetools import LRUCache
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from gateway.config import Settings
@@ -37,8 +36,7 @@ def unauthorized(message: str) -> ApiError:
 
 
 class TokenVerifier:
-    """Verifies user JWTs; remembers verified ones (by token string, until their exp), the
-    least recently used dropped first beyond `token_cache_size`."""
+    """Verifies user JWTs; remembers verified ones (by token string, until their exp)."""
 
     def __init__(self, settings: Settings) -> None:
         self._key: Any
@@ -54,24 +52,23 @@ class TokenVerifier:
             self._algorithm = "RS256"
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
-        # Each token expires at its own `exp`, so the expiry is checked on read rather than
-        # by a cache-wide TTL. None: caching off (size 0).
-        self._cache: LRUCache[str, tuple[User, float]] | None = (
-            LRUCache(maxsize=settings.token_cache_size) if settings.token_cache_size > 0 else None
-        )
+        self._cache: dict[str, tuple[User, float]] = {}
+        self._cache_size = settings.token_cache_size
         self._jwt = jwt.PyJWT()
 
     def verify(self, token: str) -> User:
-        cache = self._cache
-        if cache is None:
-            return self._decode(token)[0]
-        cached = cache.get(token)
+        cached = self._cache.get(token)
+        now = time.time()
         if cached is not None:
-            if cached[1] > time.time():
+            if cached[1] > now:
                 return cached[0]
-            del cache[token]
+            del self._cache[token]
         user, exp = self._decode(token)
-        cache[token] = (user, exp)
+        if self._cache_size > 0:
+            if len(self._cache) >= self._cache_size:
+                # Oldest first: dicts keep insertion order.
+                del self._cache[next(iter(self._cache))]
+            self._cache[token] = (user, exp)
         return user
 
     def _decode(self, token: str) -> tuple[User, float]:
