@@ -197,3 +197,35 @@ def test_verified_tokens_are_cached_until_exp(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr("gateway.auth.time.time", lambda: now + 61)
     with pytest.raises(ApiError, match="decoded again"):
         verifier.verify(tokens[2])
+
+
+def test_a_token_in_use_stays_cached_when_others_arrive(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The cache drops the least recently used token, not the first one verified: an app's busy
+    # user is not decoded again each time two new users sign in.
+    verifier = TokenVerifier(Settings(jwt_hs256_secret=JWT_SECRET, token_cache_size=2))
+    busy, quiet, new = (mint_token(JWT_SECRET, name, ttl_s=60) for name in ("busy", "q", "n"))
+    verifier.verify(busy)
+    verifier.verify(quiet)
+    verifier.verify(busy)
+    verifier.verify(new)
+
+    def decode_again(token: str) -> None:
+        raise unauthorized("decoded again")
+
+    monkeypatch.setattr(verifier, "_decode", decode_again)
+    assert verifier.verify(busy).id == "busy"
+    with pytest.raises(ApiError, match="decoded again"):
+        verifier.verify(quiet)
+
+
+def test_no_cache_when_its_size_is_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    verifier = TokenVerifier(Settings(jwt_hs256_secret=JWT_SECRET, token_cache_size=0))
+    token = mint_token(JWT_SECRET, "alice", ttl_s=60)
+    assert verifier.verify(token).id == "alice"
+
+    def decode_again(token: str) -> None:
+        raise unauthorized("decoded again")
+
+    monkeypatch.setattr(verifier, "_decode", decode_again)
+    with pytest.raises(ApiError, match="decoded again"):
+        verifier.verify(token)

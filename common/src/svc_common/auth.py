@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from cachetools import LRUCache
 
 AUTHORIZATION = "authorization"
 USER_ID = "x-user-id"
@@ -42,11 +43,12 @@ def mint_service_token(secret: str, service: str) -> str:
 
 
 class ServiceTokenVerifier:
-    """Checks service tokens; remembers the ones already verified (there are only a few)."""
+    """Checks service tokens; remembers the ones already verified (there are only a few; a
+    flood of distinct valid tokens evicts the least recently used)."""
 
     def __init__(self, secret: str) -> None:
         self._secret = secret
-        self._known: dict[str, str] = {}
+        self._known: LRUCache[str, str] = LRUCache(maxsize=1024)
 
     def verify(self, token: str) -> str | None:
         known = self._known.get(token)
@@ -55,8 +57,7 @@ class ServiceTokenVerifier:
         service, _, _ = token.partition(".")
         if not service or not hmac.compare_digest(mint_service_token(self._secret, service), token):
             return None
-        if len(self._known) < 1024:
-            self._known[token] = service
+        self._known[token] = service
         return service
 
 
@@ -97,7 +98,7 @@ def bind_caller(context: object, who: Caller) -> None:
     _verified.set((context, who))
 
 
-def caller(context: grpc.aio.ServicerContext) -> Caller:
+def caller(context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
     """The verified caller of the current RPC: exactly what the server's guard checked.
 
     Raises Unauthenticated when this context was not verified (a handler served outside

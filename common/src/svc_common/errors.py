@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2
@@ -133,10 +134,13 @@ def to_status(err: ServiceError) -> grpc.Status:
         delay = duration_pb2.Duration()
         delay.FromMilliseconds(int(err.retry_after * 1000))
         status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
-    return rpc_status.to_status(status)
+    converted: grpc.Status = rpc_status.to_status(status)  # grpc_status ships no types
+    return converted
 
 
-async def abort_with(context: grpc.aio.ServicerContext, err: BaseException, method: str) -> None:
+async def abort_with(
+    context: grpc.aio.ServicerContext[Any, Any], err: BaseException, method: str
+) -> None:
     """End the RPC for an exception its handler raised: ServiceError → its rich status, anything
     unexpected → INTERNAL, logged once. Aborts (and misuse of the context) pass through."""
     if isinstance(err, ServiceError):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from cachetools import LRUCache
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from gateway.config import Settings
@@ -36,7 +37,8 @@ def unauthorized(message: str) -> ApiError:
 
 
 class TokenVerifier:
-    """Verifies user JWTs; remembers verified ones (by token string, until their exp)."""
+    """Verifies user JWTs; remembers verified ones (by token string, until their exp), the
+    least recently used dropped first beyond `token_cache_size`."""
 
     def __init__(self, settings: Settings) -> None:
         self._key: Any
@@ -52,23 +54,24 @@ class TokenVerifier:
             self._algorithm = "RS256"
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
-        self._cache: dict[str, tuple[User, float]] = {}
-        self._cache_size = settings.token_cache_size
+        # Each token expires at its own `exp`, so the expiry is checked on read rather than
+        # by a cache-wide TTL. None: caching off (size 0).
+        self._cache: LRUCache[str, tuple[User, float]] | None = (
+            LRUCache(maxsize=settings.token_cache_size) if settings.token_cache_size > 0 else None
+        )
         self._jwt = jwt.PyJWT()
 
     def verify(self, token: str) -> User:
-        cached = self._cache.get(token)
-        now = time.time()
+        cache = self._cache
+        if cache is None:
+            return self._decode(token)[0]
+        cached = cache.get(token)
         if cached is not None:
-            if cached[1] > now:
+            if cached[1] > time.time():
                 return cached[0]
-            del self._cache[token]
+            del cache[token]
         user, exp = self._decode(token)
-        if self._cache_size > 0:
-            if len(self._cache) >= self._cache_size:
-                # Oldest first: dicts keep insertion order.
-                del self._cache[next(iter(self._cache))]
-            self._cache[token] = (user, exp)
+        cache[token] = (user, exp)
         return user
 
     def _decode(self, token: str) -> tuple[User, float]:
