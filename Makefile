@@ -45,7 +45,7 @@ console-openapi: setup  ## after a route change: refresh console/src/api/openapi
 chromium:  ## Debian's Chromium for the console's browser tests, when /usr/bin/chromium is missing
 	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 
-run: setup console  ## the whole stack on this machine; prints the gateway URL and a dev token
+run: setup console  ## the whole stack on this machine (REPLICAS=2, or TEXT_SVC_REPLICAS=2 etc.: processes per gRPC service); prints the gateway URL and a dev token
 	$(PY) -m devstack
 
 test: setup console chromium  ## every test, against a real Postgres and Redis

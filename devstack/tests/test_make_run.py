@@ -8,21 +8,11 @@ Redis; requests go through the gateway with the official openai SDK.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import shutil
 import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import asyncpg
 import httpx
-import jwt
 import openai
 import psutil
 import pytest
@@ -32,152 +22,9 @@ from waiting import eventually
 
 from devstack.__main__ import STARTING_BALANCE_MICROS
 from devstack.embedded import stack_redis
+from devstack.testing import DevStack
 
-# Settings a developer's shell may carry that would point the stack elsewhere.
-_OUTSIDE_SETTINGS = (
-    "DATABASE_URL",
-    "REDIS_URL",
-    "OPENAI_API_KEY",
-    "ANTHROPIC_API_KEY",
-    "GATEWAY_HOST",
-    "GATEWAY_PORT",
-    "USER_NAME",
-    "DEVSTACK_DIR",
-)
-READY_WITHIN_S = 45.0
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "count for me"}]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class DevStack:
-    """`python -m devstack` in its own session, so that every process it starts can be found."""
-
-    def __init__(self, folder: Path, database_url: str) -> None:
-        self.folder = folder
-        self.database_url = database_url
-        self.port = _free_port()
-        self.gateway_url = f"http://127.0.0.1:{self.port}"
-        self.output = folder / "devstack.out"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in _OUTSIDE_SETTINGS}
-        env.update(
-            DEVSTACK_DIR=str(self.folder),
-            GATEWAY_PORT=str(self.port),
-            DATABASE_URL=self.database_url,
-            LOG_LEVEL="WARNING",
-        )
-        with open(self.output, "ab") as output:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "devstack"],
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def log(self) -> str:
-        return self.output.read_text(errors="replace")
-
-    async def wait_ready(self) -> None:
-        async def ready() -> bool:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"make run exited with {self.process.returncode}:\n{self.log()}"
-                )
-            try:
-                async with httpx.AsyncClient() as http:
-                    response = await http.get(f"{self.gateway_url}/readyz", timeout=1.0)
-                return response.status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        await eventually(ready, within_s=READY_WITHIN_S, what="make run to become ready")
-
-    def service_pid(self, module: str) -> int | None:
-        """The pid of the running `python -m <module>` that make run started, if any."""
-        assert self.process is not None
-        try:
-            children = psutil.Process(self.process.pid).children()
-        except psutil.NoSuchProcess:
-            return None
-        for child in children:
-            try:
-                if child.cmdline()[1:3] == ["-m", module] and child.status() != "zombie":
-                    return child.pid
-            except psutil.NoSuchProcess:
-                continue
-        return None
-
-    def stack_env(self, name: str) -> str:
-        for line in (self.folder / "stack.env").read_text().splitlines():
-            key, _, value = line.partition("=")
-            if key == name:
-                return value.strip("'")
-        raise KeyError(name)
-
-    def token(self, user: str) -> str:
-        secret = json.loads((self.folder / "secrets.json").read_text())["jwt_hs256_secret"]
-        now = int(time.time())
-        claims = {"sub": user, "member": True, "iat": now, "exp": now + 3600}
-        return jwt.encode(claims, secret, algorithm="HS256")
-
-    def _session_processes(self) -> list[psutil.Process]:
-        assert self.process is not None
-        found = []
-        for process in psutil.process_iter():
-            try:
-                if os.getpgid(process.pid) == self.process.pid and process.status() != "zombie":
-                    found.append(process)
-            except (ProcessLookupError, psutil.NoSuchProcess):
-                continue
-        return found
-
-    def stop(self) -> int:
-        """Stop make run as Ctrl-C would; its exit code. Every process it started has exited."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGINT)
-        returncode = self.process.wait(30)
-        assert self._session_processes() == [], "make run left processes behind"
-        return returncode
-
-    def kill_leftovers(self) -> None:
-        """Whatever a failed test left running: the stack, then anything of its session."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        for process in self._session_processes():
-            process.kill()
-
-
-@pytest.fixture
-def devstack_folder() -> Iterator[Path]:
-    # Not tmp_path: the embedded Redis's unix socket path must stay under ~100 characters.
-    folder = Path(tempfile.mkdtemp(prefix="devstack-"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture
-async def make_run(database_url: str, devstack_folder: Path) -> AsyncIterator[DevStack]:
-    stack = DevStack(devstack_folder, database_url)
-    try:
-        yield stack
-    finally:
-        stack.kill_leftovers()
 
 
 async def _fetch(database_url: str, query: str, *args: object) -> list[asyncpg.Record]:

@@ -4,8 +4,16 @@ Postgres and Redis come from DATABASE_URL / REDIS_URL when set, else embedded se
 .devstack/. Providers are the real ones when their keys are set (OPENAI_API_KEY,
 ANTHROPIC_API_KEY), else the offline demo provider (the provider stand-ins, which answer any key).
 Each service runs as its own process, as in production; one that crashes is started again (see
-devstack.supervisor). The embedded Redis keeps its data in an append-only file, fsynced on every
-write, so usage events published but not yet applied survive a crash or a restart of the stack.
+devstack.supervisor).
+
+Replicas: `make run REPLICAS=2` runs two processes of every gRPC service (settings-, billing-,
+text-svc); `TEXT_SVC_REPLICAS`, `SETTINGS_SVC_REPLICAS`, `BILLING_SVC_REPLICAS` set one service's
+count. The callers reach all replicas of a service through one gRPC target, the address list
+`ipv4:127.0.0.1:<port1>,127.0.0.1:<port2>`, over which their channels balance; billing-svc
+replicas share the usage consumer group under their own consumer names.
+
+The embedded Redis keeps its data in an append-only file, fsynced on every write, so usage
+events published but not yet applied survive a crash or a restart of the stack.
 Ctrl-C (or SIGTERM) stops them all.
 """
 
@@ -33,6 +41,42 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def replicas(prefix: str) -> int:
+    """How many processes of a service to run: `<PREFIX>_REPLICAS` (e.g. TEXT_SVC_REPLICAS=3),
+    else REPLICAS (every gRPC service), else 1."""
+    for name in (f"{prefix}_REPLICAS", "REPLICAS"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            if not value.isdigit() or not 1 <= int(value) <= 16:
+                raise SystemExit(f"{name} must be a whole number from 1 to 16, not {value!r}")
+            return int(value)
+    return 1
+
+
+def replica_names(service: str, ports: list[int]) -> list[tuple[str, int]]:
+    """Each replica's name in logs and the supervisor ("text-svc-2"); a lone one keeps the
+    service's name."""
+    if len(ports) == 1:
+        return [(service, ports[0])]
+    return [(f"{service}-{n}", port) for n, port in enumerate(ports, start=1)]
+
+
+def grpc_target(ports: list[int]) -> str:
+    """One gRPC target for every replica: a fixed address list, which the callers' channels
+    balance over (svc_common.grpc_client, round_robin) as they would over a DNS name's
+    addresses in Kubernetes."""
+    if len(ports) == 1:
+        return f"127.0.0.1:{ports[0]}"
+    return "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports)
+
+
+def instance_env(name: str) -> dict[str, str]:
+    """Names the replica in its telemetry (`service.instance.id`), so that traces and metrics
+    tell the replicas of one service apart."""
+    attributes = [a for a in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(",") if a]
+    return {"OTEL_RESOURCE_ATTRIBUTES": ",".join([*attributes, f"service.instance.id={name}"])}
 
 
 class StopRequested(Exception):
@@ -148,50 +192,61 @@ def main() -> None:
             return env
 
         write_stack_env(database_url, redis_url, secrets_["encryption_key"])
-        settings_port, billing_port, text_port = free_port(), free_port(), free_port()
-        stack.spawn(
-            "settings-svc",
-            "settings_svc",
-            service_env(
-                "SETTINGS_SVC_",
-                "settings-svc",
-                listen=f"127.0.0.1:{settings_port}",
-                database_url=database_url,
-                redis_url=redis_url,
-                encryption_keys=secrets_["encryption_key"],
-            ),
-        )
-        stack.spawn(
-            "billing-svc",
-            "billing_svc",
-            service_env(
-                "BILLING_SVC_",
-                "billing-svc",
-                listen=f"127.0.0.1:{billing_port}",
-                database_url=database_url,
-                redis_url=redis_url,
-                starting_balance_micros=str(STARTING_BALANCE_MICROS),
-                # One consumer name across restarts: a restarted billing-svc re-reads the entries
-                # its predecessor read but had not acknowledged at once, instead of waiting
-                # claim_idle_ms for XAUTOCLAIM to hand them over.
-                consumer_name="devstack-billing-svc",
-            ),
-        )
-        stack.spawn(
-            "text-svc",
-            "text_svc",
-            {
-                **service_env(
-                    "TEXT_SVC_",
-                    "text-svc",
-                    listen=f"127.0.0.1:{text_port}",
-                    settings_target=f"127.0.0.1:{settings_port}",
-                    billing_target=f"127.0.0.1:{billing_port}",
+        settings_ports = [free_port() for _ in range(replicas("SETTINGS_SVC"))]
+        billing_ports = [free_port() for _ in range(replicas("BILLING_SVC"))]
+        text_ports = [free_port() for _ in range(replicas("TEXT_SVC"))]
+        settings_target = grpc_target(settings_ports)
+        billing_target = grpc_target(billing_ports)
+        text_target = grpc_target(text_ports)
+        for name, port in replica_names("settings-svc", settings_ports):
+            stack.spawn(
+                name,
+                "settings_svc",
+                service_env(
+                    "SETTINGS_SVC_",
+                    "settings-svc",
+                    listen=f"127.0.0.1:{port}",
+                    database_url=database_url,
                     redis_url=redis_url,
-                ),
-                **providers,
-            },
-        )
+                    encryption_keys=secrets_["encryption_key"],
+                )
+                | instance_env(name),
+            )
+        for name, port in replica_names("billing-svc", billing_ports):
+            stack.spawn(
+                name,
+                "billing_svc",
+                service_env(
+                    "BILLING_SVC_",
+                    "billing-svc",
+                    listen=f"127.0.0.1:{port}",
+                    database_url=database_url,
+                    redis_url=redis_url,
+                    starting_balance_micros=str(STARTING_BALANCE_MICROS),
+                    # Every replica joins the one consumer group under its own name, the same
+                    # across restarts: a restarted replica re-reads the entries it had read but
+                    # not acknowledged at once, instead of waiting claim_idle_ms for XAUTOCLAIM.
+                    consumer_name=f"devstack-{name}",
+                )
+                | instance_env(name),
+            )
+        for name, port in replica_names("text-svc", text_ports):
+            stack.spawn(
+                name,
+                "text_svc",
+                {
+                    **service_env(
+                        "TEXT_SVC_",
+                        "text-svc",
+                        listen=f"127.0.0.1:{port}",
+                        settings_target=settings_target,
+                        billing_target=billing_target,
+                        redis_url=redis_url,
+                    ),
+                    **providers,
+                    **instance_env(name),
+                },
+            )
         host = os.environ.get("GATEWAY_HOST", "127.0.0.1")
         gateway_port = os.environ.get("GATEWAY_PORT", "8080")
         stack.spawn(
@@ -202,20 +257,26 @@ def main() -> None:
                 "GATEWAY_PORT": gateway_port,
                 "GATEWAY_ENVIRONMENT": "development",
                 "GATEWAY_JWT_HS256_SECRET": secrets_["jwt_hs256_secret"],
-                "GATEWAY_TEXT_TARGET": f"127.0.0.1:{text_port}",
-                "GATEWAY_SETTINGS_TARGET": f"127.0.0.1:{settings_port}",
-                "GATEWAY_BILLING_TARGET": f"127.0.0.1:{billing_port}",
+                "GATEWAY_TEXT_TARGET": text_target,
+                "GATEWAY_SETTINGS_TARGET": settings_target,
+                "GATEWAY_BILLING_TARGET": billing_target,
                 "GATEWAY_SERVICE_TOKEN": _gateway_token(secrets_["service_token_secret"]),
+                **instance_env("gateway"),
             },
         )
         base = f"http://{host}:{gateway_port}"
         wait_ready(stack, f"{base}/readyz")
         token = mint(os.environ.get("USER_NAME", "alice"))
+        replica_counts = (
+            f"settings-svc {len(settings_ports)}, billing-svc {len(billing_ports)},"
+            f" text-svc {len(text_ports)}"
+        )
         print(  # noqa: T201 - this is the command's output
             f"""
 The platform is up ({"offline demo provider" if demo else "real providers"}; logs in {stack.logs}).
 
   gateway      {base}   (API docs: {base}/docs)
+  replicas     {replica_counts}   (make run REPLICAS=2)
   dev token    alice, a member with {STARTING_BALANCE_MICROS // 1_000_000} credits (below);
                `make token USER=bob` for another user
 

@@ -1,0 +1,250 @@
+"""`make run REPLICAS=2`: two processes of every gRPC service share the work, and killing a
+replica of text-svc and of billing-svc with SIGKILL in the middle of a burst changes no sum.
+
+The stack keeps its supervisor on: the killed replicas are started again on their ports (as a
+Deployment replaces a pod), and the surviving replica of each took the calls meanwhile.
+
+Which replica served a call is read from what each replica exports itself: its OpenTelemetry
+server spans, tagged with its `service.instance.id`, sent to a small OTLP/HTTP receiver that this
+test runs. (When the services export Prometheus metrics per replica, read each replica's
+`grpc_server_handled_total` by method from its metrics port instead; the assertions stay.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import asyncpg
+import httpx
+import openai
+import psutil
+import pytest
+from openai.types.chat import ChatCompletionMessageParam
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
+from waiting import eventually
+
+from devstack.testing import DevStack
+
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "count for me"}]
+USERS = [f"replica-user-{n}" for n in range(6)]
+REQUESTS, CONCURRENCY, KILL_AFTER = 60, 8, 20
+HOLD_TTL_S = 6
+
+
+class SpanReceiver:
+    """An OTLP/HTTP trace receiver: counts server spans per (replica, gRPC service)."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                if self.headers.get("content-encoding") == "gzip":
+                    body = gzip.decompress(body)
+                receiver.receive(trace_service_pb2.ExportTraceServiceRequest.FromString(body))
+                reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def receive(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
+        for resource_spans in request.resource_spans:
+            instance = next(
+                (
+                    a.value.string_value
+                    for a in resource_spans.resource.attributes
+                    if a.key == "service.instance.id"
+                ),
+                "",
+            )
+            for scope in resource_spans.scope_spans:
+                for span in scope.spans:
+                    # "/text.v1.TextService/Generate"; health checks are not load.
+                    if span.kind != trace_pb2.Span.SPAN_KIND_SERVER:
+                        continue
+                    service = span.name.lstrip("/").partition("/")[0]
+                    if not service or service.startswith("grpc."):
+                        continue
+                    with self._lock:
+                        self.calls[(instance, service)] += 1
+
+    def served(self, service: str) -> dict[str, int]:
+        with self._lock:
+            return {i: n for (i, s), n in self.calls.items() if s == service}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def spans() -> Iterator[SpanReceiver]:
+    receiver = SpanReceiver()
+    yield receiver
+    receiver.close()
+
+
+async def _fetch(database_url: str, query: str, *args: object) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await conn.fetch(query, *args)
+    finally:
+        await conn.close()
+
+
+def _demo_port(stack: DevStack, provider: str) -> int:
+    assert stack.process is not None
+    for child in psutil.Process(stack.process.pid).children():
+        args = child.cmdline()
+        if args[1:3] == ["-m", "provider_stand_ins"] and provider in args:
+            return int(args[args.index("--port") + 1])
+    raise AssertionError(f"no demo {provider} stand-in")
+
+
+@pytest.mark.timeout(90)
+async def test_two_replicas_of_each_service_share_the_load_and_a_sigkill_changes_no_sum(
+    make_run: DevStack, spans: SpanReceiver
+) -> None:
+    make_run.start(
+        REPLICAS="2",
+        OTEL_EXPORTER_OTLP_ENDPOINT=spans.endpoint,
+        OTEL_BSP_SCHEDULE_DELAY="200",
+        # Holds of requests cut by a kill expire (and are swept) within seconds, not minutes.
+        BILLING_SVC_HOLD_TTL_S=str(HOLD_TTL_S),
+        BILLING_SVC_SWEEP_INTERVAL_S="1",
+    )
+    await make_run.wait_ready()
+    text_pids = make_run.replica_pids("text_svc")
+    billing_pids = make_run.replica_pids("billing_svc")
+    assert set(text_pids) == {"text-svc-1", "text-svc-2"}, text_pids
+    assert set(billing_pids) == {"billing-svc-1", "billing-svc-2"}, billing_pids
+    assert set(make_run.replica_pids("settings_svc")) == {"settings-svc-1", "settings-svc-2"}
+
+    # Answers take half a second, so requests hold credits and are in flight at the kill.
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            f"http://127.0.0.1:{_demo_port(make_run, 'openai')}/_stand_in/behaviour",
+            json={"first_byte_delay_s": 0.5},
+        )
+        assert response.status_code == 200, response.text
+
+    clients = {
+        user: openai.AsyncOpenAI(
+            base_url=f"{make_run.gateway_url}/api/text-proxy/v1",
+            api_key=make_run.token(user),
+            max_retries=0,  # one request, one answer or one error: the counts below are exact
+            timeout=30.0,
+        )
+        for user in USERS
+    }
+    answered: dict[str, str] = {}  # completion id -> user
+    failures: list[str] = []
+    slots = asyncio.Semaphore(CONCURRENCY)
+
+    async def one_request(n: int) -> None:
+        user = USERS[n % len(USERS)]
+        async with slots:
+            try:
+                completion = await clients[user].chat.completions.create(
+                    model="gpt-4o-mini", messages=MESSAGES, max_tokens=16
+                )
+            except openai.APIError as error:
+                failures.append(f"{type(error).__name__}: {error}")
+                return
+            answered[completion.id.removeprefix("chatcmpl-")] = user
+            if len(answered) == KILL_AFTER:
+                make_run.kill_replica("text-svc-1", text_pids["text-svc-1"])
+                make_run.kill_replica("billing-svc-1", billing_pids["billing-svc-1"])
+
+    await asyncio.gather(*(one_request(n) for n in range(REQUESTS)))
+    for client in clients.values():
+        await client.close()
+    assert len(answered) > KILL_AFTER + len(failures), failures
+
+    # Settled: every answer charged, and no hold open (holds of cut requests swept at expiry).
+    async def settled() -> bool:
+        rows = await _fetch(
+            make_run.database_url,
+            "SELECT (SELECT count(*) FROM billing.holds WHERE user_id = ANY($1)"
+            "        AND status = 'open') AS open_holds,"
+            "       (SELECT count(*) FROM billing.ledger WHERE event_id = ANY($2)"
+            "        AND kind = 'charge') AS charged",
+            USERS,
+            list(answered),
+        )
+        return bool(rows[0]["open_holds"] == 0 and rows[0]["charged"] == len(answered))
+
+    await eventually(settled, within_s=HOLD_TTL_S + 25, what="every answer charged, holds closed")
+
+    charges = await _fetch(
+        make_run.database_url,
+        "SELECT event_id, user_id, cost_micros, shortfall_micros FROM billing.ledger"
+        " WHERE user_id = ANY($1) AND kind = 'charge' AND cost_micros > 0",
+        USERS,
+    )
+    charged = Counter(row["event_id"] for row in charges)
+    # Every answered request charged exactly once, to its user, for a real cost.
+    assert all(charged[event_id] == 1 for event_id in answered), "an answer charged != once"
+    assert all(row["user_id"] == answered.get(row["event_id"], row["user_id"]) for row in charges)
+    assert all(row["shortfall_micros"] == 0 for row in charges)
+    # Anything else charged is a request cut by the kill after its provider call: never more
+    # of those than failed requests.
+    assert len(charged) - len(answered) <= len(failures), (len(charged), len(answered), failures)
+
+    # Balances: every account holds exactly its grants minus its charges (ledger sums).
+    sums = await _fetch(
+        make_run.database_url,
+        "SELECT a.user_id, a.available_micros,"
+        "       (SELECT coalesce(sum(amount_micros), 0) FROM billing.ledger l"
+        "        WHERE l.user_id = a.user_id AND kind = 'grant') AS granted,"
+        "       (SELECT coalesce(sum(amount_micros), 0) FROM billing.ledger l"
+        "        WHERE l.user_id = a.user_id AND kind = 'charge') AS charged,"
+        "       (SELECT coalesce(sum(amount_micros), 0) FROM billing.ledger l"
+        "        WHERE l.user_id = a.user_id) AS ledger_sum"
+        " FROM billing.accounts a WHERE a.user_id = ANY($1)",
+        USERS,
+    )
+    assert {row["user_id"] for row in sums} == set(USERS)
+    for row in sums:
+        assert row["granted"] > 0 and row["charged"] < 0, dict(row)
+        assert row["available_micros"] == row["granted"] + row["charged"], dict(row)
+        assert row["available_micros"] == row["ledger_sum"], dict(row)
+
+    assert "text-svc-1 killed by SIGKILL; restarting it" in make_run.log()
+    assert "billing-svc-1 killed by SIGKILL; restarting it" in make_run.log()
+
+    # Each replica served a share. Stopped as Ctrl-C stops it, every process exports the spans
+    # it still held (the SDK flushes at exit); the killed replicas' last ones are lost with them.
+    assert make_run.stop() == 0
+    text = spans.served("text.v1.TextService")
+    billing = spans.served("billing.v1.BillingService")
+    settings = spans.served("settings.v1.SettingsService")
+    assert sum(text.values()) >= len(answered) - KILL_AFTER, text
+    # The killed replicas served before the kill; each survivor its half before the kill and
+    # everything while its peer was down.
+    assert text.get("text-svc-1", 0) > 0 and text.get("text-svc-2", 0) >= 0.4 * sum(text.values())
+    assert billing.get("billing-svc-1", 0) > 0, billing
+    assert billing.get("billing-svc-2", 0) >= 0.4 * sum(billing.values()), billing
+    # Both settings-svc replicas lived throughout (config lookups, cached per user by text-svc).
+    assert min(settings.get("settings-svc-1", 0), settings.get("settings-svc-2", 0)) >= 0.2 * sum(
+        settings.values()
+    ), settings
