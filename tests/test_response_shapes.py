@@ -1,0 +1,91 @@
+"""The gateway's answers have one source of shape: its OpenAPI document.
+
+For every operation the document lists, a request that succeeds against the whole platform, and
+its body validated against the documented 2xx schema. An operation added without a case here
+fails the coverage check, so a new route cannot return a shape nobody checked. (The schemathesis
+run in test_openapi_fuzz.py checks whatever answers its generated requests get, mostly refusals;
+this one makes sure every success is checked too.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from harness import USER_OPENAI_KEY, Platform
+from jsonschema import Draft202012Validator
+
+USER = "shapes"
+MESSAGES = [{"role": "user", "content": "hi"}]
+CHAT = {"model": "gpt-4o-mini", "messages": MESSAGES}
+
+# (method, path template) -> (path to call, JSON body or None); in order, as they depend on it.
+CASES: dict[tuple[str, str], tuple[str, Any]] = {
+    ("GET", "/healthz"): ("/healthz", None),
+    ("GET", "/readyz"): ("/readyz", None),
+    ("GET", "/metrics"): ("/metrics", None),
+    ("GET", "/api/settings/llm/presets"): ("/api/settings/llm/presets", None),
+    ("PUT", "/api/settings/llm/{backend_type}"): (
+        "/api/settings/llm/multimodal",
+        {"provider": "openai", "model": "gpt-4o", "mode": "byok"},
+    ),
+    ("PUT", "/api/settings/llm/{backend_type}/api-key"): (
+        "/api/settings/llm/multimodal/api-key",
+        {"api_key": USER_OPENAI_KEY},
+    ),
+    ("GET", "/api/settings/llm/{backend_type}"): ("/api/settings/llm/multimodal", None),
+    ("PUT", "/api/settings/llm"): (
+        "/api/settings/llm",
+        {"text": {"provider": "openai", "model": "gpt-4o-mini", "mode": "member"}},
+    ),
+    ("GET", "/api/settings/llm"): ("/api/settings/llm", None),
+    ("POST", "/api/text-proxy/v1/chat/completions"): ("/api/text-proxy/v1/chat/completions", CHAT),
+    ("POST", "/api/llm-proxy/v1/chat/completions"): ("/api/llm-proxy/v1/chat/completions", CHAT),
+    ("GET", "/api/text-proxy/v1/models"): ("/api/text-proxy/v1/models", None),
+    ("GET", "/api/llm-proxy/v1/models"): ("/api/llm-proxy/v1/models", None),
+    ("GET", "/api/text-proxy/status"): ("/api/text-proxy/status", None),
+    ("GET", "/api/llm-proxy/status"): ("/api/llm-proxy/status", None),
+    ("GET", "/api/billing/balance"): ("/api/billing/balance", None),
+    ("GET", "/api/usage"): ("/api/usage", None),
+    ("DELETE", "/api/settings/llm/{backend_type}/api-key"): (
+        "/api/settings/llm/multimodal/api-key",
+        None,
+    ),
+    ("DELETE", "/api/settings/llm/{backend_type}"): ("/api/settings/llm/multimodal", None),
+}
+
+
+async def test_every_operation_answers_its_documented_shape(platform: Platform) -> None:
+    await platform.grant(USER, 5_000_000)
+    async with httpx.AsyncClient(base_url=platform.gateway_url, timeout=10) as client:
+        document = (await client.get("/openapi.json")).json()
+        operations = {
+            (method.upper(), path)
+            for path, item in document["paths"].items()
+            for method in item
+            if method in ("get", "put", "post", "delete", "patch")
+        }
+        assert set(CASES) == operations, "give each documented operation a case here"
+
+        for (method, template), (path, body) in CASES.items():
+            response = await client.request(method, path, json=body, headers=platform.auth(USER))
+            where = f"{method} {template}"
+            assert 200 <= response.status_code < 300, f"{where}: {response.text}"
+            documented = document["paths"][template][method.lower()]["responses"]
+            answer = documented.get(str(response.status_code))
+            assert answer is not None, f"{where}: {response.status_code} is not documented"
+            content = answer.get("content")
+            if not content:
+                assert response.content == b"", f"{where}: a body where none is documented"
+                continue
+            media_type = response.headers["content-type"].partition(";")[0]
+            assert media_type in content, f"{where}: {media_type} is not documented"
+            schema = content[media_type].get("schema")
+            if media_type != "application/json" or not schema:
+                continue
+            validator = Draft202012Validator({**schema, "components": document["components"]})
+            errors = [
+                f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+                for e in validator.iter_errors(response.json())
+            ]
+            assert not errors, f"{where} answers another shape than documented: {errors}"
