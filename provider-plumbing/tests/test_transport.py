@@ -124,12 +124,13 @@ async def test_a_redirect_is_an_error_and_its_target_is_never_reached(
                 http.get("/models"),
                 http.post("/chat/completions", {"model": "m"}),
                 read_stream(http, "/chat/completions/stream"),
+                http.fetch("POST", "/images/upload", data=b"raw"),
             ):
                 err = await blocked(call)
                 assert f"redirect (HTTP {status}), which is not followed" in err.detail
         finally:
             await http.aclose()
-    assert len(allowed.hits) == 3
+    assert len(allowed.hits) == 4
     assert target.hits == []
 
 
@@ -150,9 +151,10 @@ async def test_a_name_public_when_saved_and_loopback_at_connect_is_refused(
             err = await blocked(http.get("/models"))
             assert f"non-public address ({ipaddress.ip_address(rebound)})" in err.detail
             await blocked(read_stream(http, "/chat/completions/stream"))
+            await blocked(http.fetch("GET", "/view?filename=a.png"))
         finally:
             await http.aclose()
-        assert dns.asked == ["rebind.example", "rebind.example"]
+        assert dns.asked == ["rebind.example", "rebind.example", "rebind.example"]
     assert target.hits == []
 
 

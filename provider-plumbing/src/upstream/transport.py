@@ -157,6 +157,28 @@ class ProviderTransport:
         except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as err:
             raise _failure(err) from None
 
+    async def fetch(
+        self,
+        method: str,
+        path: str,
+        *,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[bytes, Mapping[str, str]]:
+        """A whole answer of any kind (image bytes, a multipart upload's answer) and its headers;
+        `data` is what aiohttp sends (bytes, a FormData). Raises ProviderError for anything but
+        a success status."""
+        url = self._url(path)
+        try:
+            async with self.session.request(
+                method, url, data=data, headers=headers, allow_redirects=False
+            ) as response:
+                raw = await response.read()
+                _check_status(response, raw)
+                return raw, response.headers
+        except (TimeoutError, aiohttp.ClientError) as err:
+            raise _failure(err) from None
+
     @contextlib.asynccontextmanager
     async def stream(
         self, method: str, path: str, body: dict[str, Any]
