@@ -17,6 +17,11 @@ EXPECTED = {
     "retry_after_seconds",
     "status_error",
     "transport_error",
+    "service_error",
+    # the fetcher of user URLs (image URLs)
+    "FetchFailed",
+    "Fetched",
+    "fetch_bytes",
     # transport
     "AddressRefused",
     "GuardedResolver",

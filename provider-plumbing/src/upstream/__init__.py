@@ -1,5 +1,6 @@
 """Provider plumbing shared by the model services (see README.md): the guarded HTTP transport,
-the client pool, the attempt policy, provider failures, and the SSE and NDJSON readers."""
+the client pool, the attempt policy, provider failures and what callers are told about them,
+the SSE and NDJSON readers, and the SSRF-safe fetcher of user URLs."""
 
 from upstream.attempts import (
     FALLBACK_ON,
@@ -9,6 +10,7 @@ from upstream.attempts import (
     Route,
     RouteFailed,
 )
+from upstream.caller_errors import service_error
 from upstream.failures import (
     RETRYABLE,
     Failure,
@@ -19,6 +21,7 @@ from upstream.failures import (
     status_error,
     transport_error,
 )
+from upstream.fetch import Fetched, FetchFailed, fetch_bytes
 from upstream.ndjson import ndjson_lines
 from upstream.pool import (
     ClientPool,
@@ -42,6 +45,8 @@ __all__ = [
     "Connect",
     "Endpoint",
     "Failure",
+    "FetchFailed",
+    "Fetched",
     "GuardedResolver",
     "Lease",
     "OpenStream",
@@ -54,9 +59,11 @@ __all__ = [
     "client_key",
     "error_message",
     "failure_for_status",
+    "fetch_bytes",
     "key_hash",
     "ndjson_lines",
     "retry_after_seconds",
+    "service_error",
     "sse_events",
     "status_error",
     "transport_error",

@@ -10,23 +10,13 @@ from dataclasses import replace
 from typing import TypeAlias
 
 from chat_codecs import ChatClient, ChatRequest, Completion, StreamEvent
-from svc_common.errors import (
-    PROVIDER_AUTH_FAILED,
-    UPSTREAM_ERROR,
-    UPSTREAM_RATE_LIMITED,
-    UPSTREAM_TIMEOUT,
-    UPSTREAM_UNAVAILABLE,
-    DeadlineExceeded,
-    FailedPrecondition,
-    InvalidArgument,
-    ResourceExhausted,
-    ServiceError,
-    Unavailable,
-)
+from svc_common.errors import ServiceError
 from text_svc.config import Settings
+from text_svc.config_source import BACKEND_TYPE
 from text_svc.plan import Plan
 from text_svc.providers import ProviderClients
-from upstream import AttemptPolicy, Attempts, Failure, OpenStream, ProviderError, Route, RouteFailed
+from upstream import AttemptPolicy, Attempts, OpenStream, ProviderError, Route, RouteFailed
+from upstream import service_error as caller_error
 
 log = logging.getLogger(__name__)
 
@@ -82,42 +72,5 @@ def _log_extra(plan: Plan) -> dict[str, str]:
 
 
 def service_error(err: ProviderError, route: Route, mode: str) -> ServiceError:
-    """What the caller is told about an upstream failure. Never the key, never a 401 body."""
-    provider = route.provider
-    f = err.failure
-    if f is Failure.AUTH:
-        if mode == "byok":
-            hint = f"check the {provider} API key saved in your text settings"
-        else:
-            hint = f"the operator must check the platform's {provider} API key"
-        return FailedPrecondition(
-            f"{provider} rejected the API key (HTTP {err.status}): {hint}",
-            reason=PROVIDER_AUTH_FAILED,
-        )
-    if f is Failure.RATE_LIMITED:
-        when = f"; retry after {err.retry_after:g}s" if err.retry_after is not None else ""
-        return ResourceExhausted(
-            f"{provider} is rate limiting requests{when}",
-            reason=UPSTREAM_RATE_LIMITED,
-            retry_after=err.retry_after,
-        )
-    if f is Failure.UNAVAILABLE:
-        return Unavailable(
-            f"{provider} is unavailable ({err.detail}); try again later",
-            reason=UPSTREAM_UNAVAILABLE,
-            retry_after=err.retry_after,
-        )
-    if f is Failure.ERROR:
-        return Unavailable(f"{provider} failed ({err.detail})", reason=UPSTREAM_ERROR)
-    if f is Failure.TIMEOUT:
-        return DeadlineExceeded(f"{provider} timed out: {err.detail}", reason=UPSTREAM_TIMEOUT)
-    if f is Failure.BLOCKED:  # a redirect, or an address not allowed: the base URL must change
-        return FailedPrecondition(
-            f"the {provider} base URL cannot be used: {err.detail}",
-            reason=UPSTREAM_ERROR,
-            param=err.param,
-        )
-    return InvalidArgument(
-        f"{provider} rejected the request for model {route.model!r}: {err.detail}",
-        param=err.param,
-    )
+    """What the caller is told about an upstream failure (upstream's mapping, for text)."""
+    return caller_error(err, route, mode, BACKEND_TYPE)
