@@ -146,10 +146,108 @@ def test_tool_calls_and_results_are_tool_use_and_tool_result_blocks() -> None:
 
 
 def test_a_response_format_it_cannot_carry_is_a_bad_request() -> None:
-    request = ChatRequest("claude", (), max_tokens=1, response_format={"type": "json_object"})
+    # The tools issue: json_object and json_schema are carried (a forced tool); an unknown type,
+    # a non-object schema, or a format beside the caller's tools are not.
+    for response_format, tools in (
+        ({"type": "xml"}, ()),
+        ({"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "array"}}}, ()),
+        ({"type": "json_object"}, (Tool("weather"),)),
+    ):
+        request = ChatRequest(
+            "claude", (), max_tokens=1, response_format=response_format, tools=tools
+        )
+        with pytest.raises(ProviderError) as caught:
+            AnthropicMessages().request_body(request, stream=False)
+        assert (caught.value.failure, caught.value.param) == (
+            Failure.BAD_REQUEST,
+            "response_format",
+        )
+
+
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+def test_a_json_schema_is_a_forced_tool_whose_input_is_the_answer() -> None:
+    request = ChatRequest(
+        "claude",
+        (Message.of_text("user", "where?"),),
+        max_tokens=5,
+        response_format={"type": "json_schema", "json_schema": {"name": "place", "schema": SCHEMA}},
+    )
+    body = AnthropicMessages().request_body(request, stream=False)
+    assert body["tools"] == [
+        {
+            "name": "json_response",
+            "description": "Answer with the response, as this tool's input.",
+            "input_schema": SCHEMA,
+        }
+    ]
+    assert body["tool_choice"] == {"type": "tool", "name": "json_response"}
+    answer = {
+        "content": [
+            {
+                "type": "tool_use",
+                "id": "toolu_1",
+                "name": "json_response",
+                "input": {"city": "Oslo"},
+            }
+        ],
+        "stop_reason": "tool_use",
+        "usage": {"input_tokens": 3, "output_tokens": 4},
+    }
+    completion = AnthropicMessages().completion(answer)
+    assert (completion.text, completion.finish_reason, completion.tool_calls) == (
+        '{"city":"Oslo"}',
+        "stop",
+        (),
+    )
+
+
+async def test_a_streamed_forced_tool_is_streamed_as_text(decode: Decode) -> None:
+    start = '{"type":"tool_use","id":"toolu_1","name":"json_response","input":{}}'
+    body = b"".join(
+        [
+            event("message_start", '{"message":{"usage":{"input_tokens":3,"output_tokens":1}}}'),
+            event("content_block_start", '{"index":0,"content_block":' + start + "}"),
+            event(
+                "content_block_delta",
+                '{"index":0,"delta":{"type":"input_json_delta","partial_json":"{\\"city"}}',
+            ),
+            event(
+                "content_block_delta",
+                '{"index":0,"delta":{"type":"input_json_delta","partial_json":"\\":\\"Oslo\\"}"}}',
+            ),
+            event("content_block_stop", '{"index":0}'),
+            event(
+                "message_delta", '{"delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":5}}'
+            ),
+            event("message_stop", "{}"),
+        ]
+    )
+    events = await decode(AnthropicMessages(), body)
+    assert events == [
+        Delta('{"city'),
+        Delta('":"Oslo"}'),
+        Finish("stop", TokenUsage(3, 5)),
+    ]
+
+
+def test_logprobs_and_a_reserved_tool_name_are_refused_one_call_is_disable_parallel() -> None:
+    logprobs = ChatRequest("claude", (), max_tokens=1, logprobs=True)
     with pytest.raises(ProviderError) as caught:
-        AnthropicMessages().request_body(request, stream=False)
-    assert (caught.value.failure, caught.value.param) == (Failure.BAD_REQUEST, "response_format")
+        AnthropicMessages().request_body(logprobs, stream=False)
+    assert caught.value.param == "logprobs"
+    reserved = ChatRequest("claude", (), max_tokens=1, tools=(Tool("json_response"),))
+    with pytest.raises(ProviderError) as caught:
+        AnthropicMessages().request_body(reserved, stream=False)
+    assert caught.value.param == "tools"
+    single = ChatRequest(
+        "claude", (), max_tokens=1, tools=(Tool("weather"),), parallel_tool_calls=False
+    )
+    assert AnthropicMessages().request_body(single, stream=False)["tool_choice"] == {
+        "type": "auto",
+        "disable_parallel_tool_use": True,
+    }
 
 
 def event(name: str, data: str) -> bytes:

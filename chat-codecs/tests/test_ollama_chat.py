@@ -152,3 +152,21 @@ def test_a_whole_answer_and_the_tags() -> None:
     assert OllamaChat().completion(answer) == Completion("blue", "length", TokenUsage(3, 1))
     tags = {"models": [{"name": "llama3:latest", "size": 1, "details": {"family": "llama"}}]}
     assert OllamaChat().models(tags) == [ModelInfo("llama3:latest", "ollama")]
+
+
+def test_what_ollama_cannot_honour_is_refused_and_none_offers_no_tools() -> None:
+    tools = (Tool("weather", "", {"type": "object"}),)
+    for fields, param in (
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"tool_choice": {"type": "function", "function": {"name": "weather"}}}, "tool_choice"),
+        ({"parallel_tool_calls": False}, "parallel_tool_calls"),
+        ({"logprobs": True}, "logprobs"),
+    ):
+        request = ChatRequest("llama3", (Message.of_text("user", "hi"),), tools=tools, **fields)  # type: ignore[arg-type]
+        with pytest.raises(ProviderError) as caught:
+            OllamaChat().request_body(request, stream=False)
+        assert (caught.value.failure, caught.value.param) == (Failure.BAD_REQUEST, param)
+    refused = ChatRequest(
+        "llama3", (Message.of_text("user", "hi"),), tools=tools, tool_choice="none"
+    )
+    assert "tools" not in OllamaChat().request_body(refused, stream=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Awaitable, Callable
 
+import orjson
 import pytest
 
 from chat_codecs import (
@@ -26,6 +27,8 @@ from chat_codecs import (
     ToolResultPart,
 )
 from upstream import Failure, ProviderError
+
+DONE = b"data: [DONE]\n\n"
 
 Decode = Callable[..., Awaitable[list[StreamEvent]]]
 
@@ -215,3 +218,28 @@ def test_a_whole_answer_and_the_model_list() -> None:
     assert OpenAIChat().models(page) == [ModelInfo("gpt-4o", "openai")]
     with pytest.raises(ProviderError, match="not a chat completion"):
         OpenAIChat().completion({"choices": []})
+
+
+LOGPROB = {"token": "Hi", "logprob": -0.25, "bytes": [72, 105], "top_logprobs": []}
+
+
+async def test_logprobs_are_asked_for_and_read_whole_and_streamed(decode: Decode) -> None:
+    body = OpenAIChat().request_body(
+        hello(logprobs=True, top_logprobs=2, tools=(Tool("f"),), parallel_tool_calls=False),
+        stream=False,
+    )
+    assert (body["logprobs"], body["top_logprobs"], body["parallel_tool_calls"]) == (True, 2, False)
+    answer = {
+        "choices": [
+            {
+                "message": {"content": "Hi"},
+                "finish_reason": "stop",
+                "logprobs": {"content": [LOGPROB], "refusal": None},
+            }
+        ]
+    }
+    assert OpenAIChat().completion(answer).logprobs == (LOGPROB,)
+    chunk = {"choices": [{"delta": {"content": "Hi"}, "logprobs": {"content": [LOGPROB]}}]}
+    end = {"choices": [{"delta": {}, "finish_reason": "stop"}]}
+    stream = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in (chunk, end)) + DONE
+    assert await decode(OpenAIChat(), stream) == [Delta("Hi", (LOGPROB,)), Finish("stop", None)]

@@ -1,6 +1,10 @@
 """Anthropic Messages (`POST {base}/v1/messages`, SSE with `event:` names, `x-api-key` and
 `anthropic-version` headers). Images go as base64 `source` blocks (or `url` sources), tool calls as
-`tool_use` blocks, tool results as `tool_result` blocks in a user message."""
+`tool_use` blocks, tool results as `tool_result` blocks in a user message.
+
+Anthropic has no response format: structured output is the established translation, a forced tool
+whose input schema is the response schema, and that tool's input comes back as the message's text
+(whole, or streamed from its `input_json_delta`s). Anthropic gives no logprobs: asking is a 400."""
 
 from __future__ import annotations
 
@@ -43,6 +47,11 @@ _STREAM_ERRORS = {
 }
 # OpenAI's tool_choice strings in Anthropic's terms.
 _TOOL_CHOICES = {"auto": {"type": "auto"}, "required": {"type": "any"}, "none": {"type": "none"}}
+# The forced tool that carries a response format; a caller's tool may not take its name (its
+# calls would come back as text).
+RESPONSE_TOOL = "json_response"
+# json_object promises only "some JSON object".
+_ANY_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
 
 
 class AnthropicMessages:
@@ -70,18 +79,42 @@ class AnthropicMessages:
             body["top_p"] = request.top_p
         if request.stop:
             body["stop_sequences"] = list(request.stop)
+        if request.logprobs:
+            raise not_encodable("Anthropic models do not return logprobs", "logprobs")
         if request.tools:
+            if any(t.name == RESPONSE_TOOL for t in request.tools):
+                raise not_encodable(
+                    f"the tool name {RESPONSE_TOOL!r} is reserved for response_format on "
+                    "Anthropic models: rename the tool",
+                    "tools",
+                )
             body["tools"] = [
                 {"name": t.name, "description": t.description, "input_schema": dict(t.parameters)}
                 for t in request.tools
             ]
-        if request.tool_choice is not None:
-            body["tool_choice"] = _tool_choice(request.tool_choice)
-        if request.response_format is not None and request.response_format.get("type") != "text":
-            # TODO(tools issue): structured output through a forced tool; not encoded yet.
-            raise not_encodable(
-                "response_format is not supported for Anthropic models yet", "response_format"
-            )
+        choice = _tool_choice(request.tool_choice) if request.tool_choice is not None else None
+        schema = _response_schema(request.response_format)
+        if schema is not None:
+            if request.tools:
+                raise not_encodable(
+                    "response_format cannot be combined with tools for Anthropic models: "
+                    "it is carried by a forced tool",
+                    "response_format",
+                )
+            body["tools"] = [
+                {
+                    "name": RESPONSE_TOOL,
+                    "description": "Answer with the response, as this tool's input.",
+                    "input_schema": schema,
+                }
+            ]
+            choice = {"type": "tool", "name": RESPONSE_TOOL}
+        if request.parallel_tool_calls is False and request.tools:
+            choice = choice or {"type": "auto"}
+            if choice["type"] != "none":
+                choice["disable_parallel_tool_use"] = True
+        if choice is not None:
+            body["tool_choice"] = choice
         if stream:
             body["stream"] = True
         return body
@@ -90,14 +123,21 @@ class AnthropicMessages:
         try:
             usage = answer["usage"]
             blocks = answer["content"]
+            finish_reason = _FINISH_REASONS.get(answer.get("stop_reason") or "end_turn", "stop")
+            text = "".join(b["text"] for b in blocks if b.get("type") == "text")
+            for b in blocks:
+                if b.get("type") == "tool_use" and b["name"] == RESPONSE_TOOL:
+                    # A response format's answer: the forced tool's input is the content.
+                    text += orjson.dumps(b.get("input") or {}).decode()
+                    finish_reason = "stop" if finish_reason == "tool_calls" else finish_reason
             return Completion(
-                text="".join(b["text"] for b in blocks if b.get("type") == "text"),
-                finish_reason=_FINISH_REASONS.get(answer.get("stop_reason") or "end_turn", "stop"),
+                text=text,
+                finish_reason=finish_reason,
                 usage=TokenUsage(usage["input_tokens"], usage["output_tokens"]),
                 tool_calls=tuple(
                     ToolCallPart(b["id"], b["name"], orjson.dumps(b.get("input") or {}).decode())
                     for b in blocks
-                    if b.get("type") == "tool_use"
+                    if b.get("type") == "tool_use" and b["name"] != RESPONSE_TOOL
                 ),
             )
         except (KeyError, TypeError, AttributeError):
@@ -115,7 +155,15 @@ class AnthropicMessages:
 
 
 class AnthropicStreamDecoder:
-    __slots__ = ("_tools", "done", "finished", "input_tokens", "output_tokens", "stop_reason")
+    __slots__ = (
+        "_response_blocks",
+        "_tools",
+        "done",
+        "finished",
+        "input_tokens",
+        "output_tokens",
+        "stop_reason",
+    )
 
     def __init__(self) -> None:
         self.done = False  # Anthropic's stream simply ends after message_stop
@@ -124,6 +172,7 @@ class AnthropicStreamDecoder:
         self.output_tokens = 0  # cumulative in each message_delta: the last one counts
         self.stop_reason: str | None = None
         self._tools: dict[int, int] = {}  # content block index -> tool call index
+        self._response_blocks: set[int] = set()  # blocks of the response format's forced tool
 
     def feed(self, item: ServerSentEvent) -> Sequence[StreamEvent]:
         kind, data = item.event, item.data
@@ -134,11 +183,15 @@ class AnthropicStreamDecoder:
             if delta_type == "text_delta" and delta.get("text"):
                 return (Delta(delta["text"]),)
             if delta_type == "input_json_delta" and delta.get("partial_json"):
+                if event["index"] in self._response_blocks:
+                    return (Delta(delta["partial_json"]),)
                 return (ToolCallDelta(self._tools[event["index"]], "", "", delta["partial_json"]),)
         elif kind == "content_block_start":
             event = orjson.loads(data)
             block = event["content_block"]
-            if block.get("type") == "tool_use":
+            if block.get("type") == "tool_use" and block.get("name") == RESPONSE_TOOL:
+                self._response_blocks.add(event["index"])
+            elif block.get("type") == "tool_use":
                 index = self._tools[event["index"]] = len(self._tools)
                 return (ToolCallDelta(index, block["id"], block["name"], ""),)
         elif kind == "message_start":
@@ -163,7 +216,10 @@ class AnthropicStreamDecoder:
             if self.input_tokens is not None
             else None
         )
-        return Finish(_FINISH_REASONS.get(self.stop_reason or "end_turn", "stop"), totals)
+        reason = _FINISH_REASONS.get(self.stop_reason or "end_turn", "stop")
+        if reason == "tool_calls" and not self._tools:
+            reason = "stop"  # only the response format's forced tool was called
+        return Finish(reason, totals)
 
 
 def _stream_error(data: bytes) -> ProviderError:
@@ -218,6 +274,31 @@ def _block(part: TextPart | ImagePart | ToolCallPart | ToolResultPart) -> dict[s
             ) from None
         return {"type": "tool_use", "id": part.id, "name": part.name, "input": arguments}
     return {"type": "tool_result", "tool_use_id": part.tool_call_id, "content": part.content}
+
+
+def _response_schema(response_format: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The forced tool's input schema for a response format; None for plain text."""
+    if response_format is None:
+        return None
+    kind = response_format.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return dict(_ANY_OBJECT)
+    if kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        if not isinstance(schema, Mapping):
+            raise not_encodable(
+                "response_format.json_schema.schema must be an object", "response_format"
+            )
+        if schema.get("type") != "object":
+            # Anthropic's tool input is an object: a schema of another type cannot be forced.
+            raise not_encodable(
+                "for Anthropic models response_format.json_schema.schema must be of type object",
+                "response_format",
+            )
+        return dict(schema)
+    raise not_encodable(f"response_format type {str(kind)[:32]!r} is not known", "response_format")
 
 
 def _tool_choice(choice: str | Mapping[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """Ollama's native chat API (`POST {base}/api/chat`, NDJSON lines). Images go as raw base64 in the
 message's `images` (no data: prefix, no URLs: a service fetches URLs first); tools in OpenAI's
-shape, tool-call arguments as JSON objects."""
+shape, tool-call arguments as JSON objects; a response format as `format` (a JSON schema or
+"json"). Ollama cannot be made to call a tool, nor held to one call, nor asked for logprobs: such
+requests are refused (a 400 that says so) rather than answered as if they were honoured."""
 
 from __future__ import annotations
 
@@ -63,7 +65,20 @@ class OllamaChat:
         }
         if options:
             body["options"] = options
-        if request.tools:
+        if request.logprobs:
+            raise not_encodable("Ollama's native API does not return logprobs", "logprobs")
+        choice = request.tool_choice
+        if request.tools and choice is not None and choice not in ("auto", "none"):
+            raise not_encodable(
+                "Ollama cannot be made to call a tool: use tool_choice 'auto' or 'none'",
+                "tool_choice",
+            )
+        if request.tools and request.parallel_tool_calls is False:
+            raise not_encodable(
+                "Ollama cannot be held to one tool call: leave parallel_tool_calls unset",
+                "parallel_tool_calls",
+            )
+        if request.tools and choice != "none":  # "none": the tools are simply not offered
             body["tools"] = [
                 {
                     "type": "function",
@@ -75,7 +90,6 @@ class OllamaChat:
                 }
                 for t in request.tools
             ]
-        # TODO(tools issue): Ollama has no tool_choice; a forced or refused tool is not encoded.
         if request.response_format is not None:
             fmt = _format(request.response_format)
             if fmt is not None:

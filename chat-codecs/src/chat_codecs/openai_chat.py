@@ -16,6 +16,7 @@ from chat_codecs.types import (
     Delta,
     Finish,
     ImagePart,
+    Logprobs,
     Message,
     ModelInfo,
     StreamEvent,
@@ -85,8 +86,14 @@ class OpenAIChat:
             ]
         if request.tool_choice is not None:
             body["tool_choice"] = request.tool_choice
+        if request.parallel_tool_calls is not None and request.tools:
+            body["parallel_tool_calls"] = request.parallel_tool_calls
         if request.response_format is not None:
             body["response_format"] = dict(request.response_format)
+        if request.logprobs:
+            body["logprobs"] = True
+            if request.top_logprobs is not None:
+                body["top_logprobs"] = request.top_logprobs
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -109,6 +116,7 @@ class OpenAIChat:
                     ToolCallPart(c["id"], c["function"]["name"], c["function"]["arguments"])
                     for c in message.get("tool_calls") or ()
                 ),
+                logprobs=_logprobs(choice),
             )
         except (KeyError, IndexError, TypeError, AttributeError):
             raise ProviderError(Failure.ERROR, "the answer was not a chat completion") from None
@@ -148,8 +156,9 @@ class OpenAIStreamDecoder:
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
             text = delta.get("content")
-            if text:
-                events.append(Delta(text))
+            logprobs = _logprobs(choice)
+            if text or logprobs:
+                events.append(Delta(text or "", logprobs))
             for call in delta.get("tool_calls") or ():
                 function = call.get("function") or {}
                 events.append(
@@ -168,6 +177,13 @@ class OpenAIStreamDecoder:
         if self.finish_reason is None:
             raise ProviderError(Failure.ERROR, "the stream ended before the answer was complete")
         return Finish(self.finish_reason, self.usage)
+
+
+def _logprobs(choice: Any) -> Logprobs:
+    logprobs = choice.get("logprobs")
+    if not logprobs:
+        return ()
+    return tuple(logprobs.get("content") or ())
 
 
 def _message(m: Message) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """The provider-neutral chat request and the normalised stream every codec produces.
 
-A message's content is a tuple of parts: text and images today; tool calls (an assistant's) and
-tool results (a `tool` message's) are typed here and encoded by the codecs, but no service sends
-them yet (the tools issue wires them end to end).
+A message's content is a tuple of parts: text, images, tool calls (an assistant's) and tool
+results (a `tool` message's). Tools, tool choice and the response format are in OpenAI's shapes;
+each codec translates them to its protocol or refuses what it cannot carry (a 400 that says why).
 """
 
 from __future__ import annotations
@@ -94,6 +94,9 @@ class ChatRequest:
     tool_choice: str | Mapping[str, Any] | None = None
     # OpenAI's forms: {"type": "text" | "json_object"} | {"type": "json_schema", "json_schema"}
     response_format: Mapping[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +105,15 @@ class TokenUsage:
     output_tokens: int
 
 
+# OpenAI's token logprobs, as its `choices[].logprobs.content` carries them:
+# [{"token", "logprob", "bytes", "top_logprobs": [...]}, ...]
+Logprobs = tuple[Mapping[str, Any], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Delta:
     text: str
+    logprobs: Logprobs = ()  # of this piece's tokens, when asked for and given
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +144,7 @@ class Completion:
     finish_reason: str
     usage: TokenUsage | None
     tool_calls: tuple[ToolCallPart, ...] = ()
+    logprobs: Logprobs = ()
 
 
 @dataclass(frozen=True, slots=True)
