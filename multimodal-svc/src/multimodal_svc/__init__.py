@@ -1,0 +1,1 @@
+"""multimodal-svc: chat completions about images (see README.md)."""
