@@ -1,5 +1,5 @@
 """OpenAI chat completions <-> text.v1: the request body to a GenerateRequest, the answer back
-to OpenAI's exact `chat.completion` and `chat.completion.chunk` shapes.
+to OpenAI's exact `chat.completion` shape (streams, `chat.completion.chunk`: gateway.streaming).
 
 Validated by hand on the orjson-parsed body: it is the hot path, and the messages say exactly
 which field is wrong, as OpenAI's do. Unknown fields are ignored, as OpenAI-compatible servers do.
@@ -238,56 +238,3 @@ def completion_json(response: text_pb2.GenerateResponse) -> bytes:
             "system_fingerprint": None,
         }
     )
-
-
-class ChunkWriter:
-    """Server-sent events of one stream, byte for byte as OpenAI sends them.
-
-    The envelope around each delta is built once per stream; a chunk is then three joins.
-    """
-
-    DONE = b"data: [DONE]\n\n"
-
-    def __init__(self, generation_id: str, model: str, created: int, include_usage: bool) -> None:
-        self._head = orjson.dumps(
-            {
-                "id": completion_id(generation_id),
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "system_fingerprint": None,
-            }
-        )[:-1]
-        self._include_usage = include_usage
-        self._open = b"data: " + self._head + b',"choices":[{"index":0,"delta":'
-        tail = b',"usage":null}\n\n' if include_usage else b"}\n\n"
-        self._close = b',"logprobs":null,"finish_reason":null}]' + tail
-        self._finish_tail = b"}]" + tail
-
-    def role(self) -> bytes:
-        return self._open + b'{"role":"assistant","content":""}' + self._close
-
-    def content(self, text: str) -> bytes:
-        return self._open + orjson.dumps({"content": text}) + self._close
-
-    def finish(self, reason: str) -> bytes:
-        return (
-            self._open
-            + b'{},"logprobs":null,"finish_reason":'
-            + orjson.dumps(reason or "stop")
-            + self._finish_tail
-        )
-
-    def usage(self, input_tokens: int, output_tokens: int) -> bytes:
-        usage = orjson.dumps(
-            {
-                "prompt_tokens": input_tokens,
-                "completion_tokens": output_tokens,
-                "total_tokens": input_tokens + output_tokens,
-            }
-        )
-        return b"data: " + self._head + b',"choices":[],"usage":' + usage + b"}\n\n"
-
-    @staticmethod
-    def error(err: ApiError) -> bytes:
-        return b"data: " + orjson.dumps(err.body()) + b"\n\n"

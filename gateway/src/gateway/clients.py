@@ -17,6 +17,7 @@ from opentelemetry import propagate
 from gateway.auth import User
 from gateway.config import Settings
 from gateway.errors import from_remote
+from gateway.streaming import CallCancelled, ModelStream, cancelled_by_us
 from grpc_stubs.billing.v1 import billing_pb2, billing_pb2_grpc
 from grpc_stubs.common.v1 import common_pb2
 from grpc_stubs.settings.v1 import settings_pb2, settings_pb2_grpc
@@ -85,17 +86,6 @@ class _Backend:
             raise from_remote(from_rpc_error(err), self.name) from None
 
 
-class CallCancelled(Exception):
-    """The call was cancelled by `cancel()` (its client went away)."""
-
-
-def _cancelled_by_us(call: Any) -> bool:
-    # A locally cancelled call raises asyncio.CancelledError where it is awaited. That is ours to
-    # handle, unless this task is itself being cancelled (e.g. at shutdown).
-    task = asyncio.current_task()
-    return call.cancelled() and (task is None or task.cancelling() == 0)
-
-
 class PendingCall(Generic[R]):
     """A unary call in flight: await `result()`, or `cancel()` it (and the work behind it)."""
 
@@ -109,32 +99,9 @@ class PendingCall(Generic[R]):
         except grpc.aio.AioRpcError as err:
             raise from_remote(from_rpc_error(err), self._backend) from None
         except asyncio.CancelledError:
-            if _cancelled_by_us(self._call):
+            if cancelled_by_us(self._call):
                 raise CallCancelled from None
             raise
-
-    def cancel(self) -> None:
-        self._call.cancel()
-
-
-class ModelStream:
-    """A running GenerateStream call. `read()` returns None at the end; `cancel()` stops it
-    (and, through text-svc, the provider call)."""
-
-    def __init__(self, call: Any, backend: str) -> None:
-        self._call = call
-        self._backend = backend
-
-    async def read(self) -> text_pb2.GenerateStreamResponse | None:
-        try:
-            message = await self._call.read()
-        except grpc.aio.AioRpcError as err:
-            raise from_remote(from_rpc_error(err), self._backend) from None
-        except asyncio.CancelledError:
-            if _cancelled_by_us(self._call):
-                raise CallCancelled from None
-            raise
-        return None if message is grpc.aio.EOF else message
 
     def cancel(self) -> None:
         self._call.cancel()
