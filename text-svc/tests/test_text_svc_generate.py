@@ -145,7 +145,7 @@ async def test_health_answers_serving(start_text_svc: StartTextSvc) -> None:
         (
             {"messages": [text_pb2.ChatMessage(role="robot", content="hi")]},
             "messages[0].role",
-            "system, user or assistant",
+            "system, user, assistant or tool",  # issue 9: tool messages are taken
         ),
         ({"model": "gpt-nope"}, "model", "use one of: gpt-4o-mini, gpt-4o"),
         ({"temperature": 2.5}, "temperature", "between 0 and 2"),

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import orjson
 
-from chat_codecs.codec import base64_text, not_encodable
+from chat_codecs.codec import base64_text, not_encodable, unix_time
 from chat_codecs.types import (
     ChatRequest,
     Completion,
@@ -148,7 +148,7 @@ class AnthropicMessages:
 
     def models(self, answer: Any) -> list[ModelInfo]:
         return [
-            ModelInfo(m["id"], "anthropic")
+            ModelInfo(m["id"], "anthropic", unix_time(m.get("created_at")))
             for m in answer.get("data", [])
             if isinstance(m, dict) and m.get("id")
         ]

@@ -4,7 +4,9 @@ body into the normalised stream with one."""
 from __future__ import annotations
 
 import base64
+import itertools
 from collections.abc import AsyncGenerator, AsyncIterable, Sequence
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 import orjson
@@ -75,6 +77,22 @@ async def events_before_finish(
                 break
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
         raise ProviderError(Failure.ERROR, codec.malformed) from None
+
+
+def unix_time(timestamp: Any) -> int:
+    """An RFC 3339 time (Anthropic's created_at, Ollama's modified_at) as unix seconds; 0 if
+    there is none or it cannot be read."""
+    if not isinstance(timestamp, str) or not timestamp:
+        return 0
+    text = timestamp.replace("Z", "+00:00")
+    head, dot, rest = text.partition(".")
+    if dot:  # fromisoformat takes at most microseconds; Ollama sends nanoseconds
+        digits = "".join(itertools.takewhile(str.isdigit, rest))
+        text = f"{head}.{digits[:6]}{rest[len(digits) :]}"
+    try:
+        return int(datetime.fromisoformat(text).timestamp())
+    except ValueError:
+        return 0
 
 
 def base64_text(data: bytes) -> str:

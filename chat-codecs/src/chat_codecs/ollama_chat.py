@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import orjson
 
-from chat_codecs.codec import base64_text, not_encodable
+from chat_codecs.codec import base64_text, not_encodable, unix_time
 from chat_codecs.types import (
     ChatRequest,
     Completion,
@@ -117,7 +117,7 @@ class OllamaChat:
 
     def models(self, answer: Any) -> list[ModelInfo]:
         return [
-            ModelInfo(m["name"], "ollama")
+            ModelInfo(m["name"], "ollama", unix_time(m.get("modified_at")))
             for m in answer.get("models", [])
             if isinstance(m, dict) and m.get("name")
         ]

@@ -126,7 +126,11 @@ class OpenAIChat:
 
     def models(self, answer: Any) -> list[ModelInfo]:
         return [
-            ModelInfo(m["id"], str(m.get("owned_by") or ""))
+            ModelInfo(
+                m["id"],
+                str(m.get("owned_by") or ""),
+                m["created"] if isinstance(m.get("created"), int) else 0,
+            )
             for m in answer.get("data", [])
             if isinstance(m, dict) and m.get("id")
         ]

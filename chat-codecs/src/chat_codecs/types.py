@@ -151,3 +151,4 @@ class Completion:
 class ModelInfo:
     id: str
     owned_by: str = ""
+    created: int = 0  # unix seconds, as the provider tells it; 0 when it does not

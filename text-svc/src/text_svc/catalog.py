@@ -47,11 +47,13 @@ class ModelCatalog:
         except TimeoutError as err:
             log.info("live model list of %s unavailable (%s); listing configured", owner, err)
             return configured
+        # The provider's created time, where it tells one, on the configured entries too.
+        created = {m.id: m.created for m in live}
+        configured = [ModelInfo(m.id, m.owned_by, created.get(m.id, 0)) for m in configured]
         if config.api_style in USER_CHOSEN_MODELS:
             seen = {m.id for m in configured}
             return configured + [m for m in live if m.id not in seen]
-        reachable = {m.id for m in live}
-        narrowed = [m for m in configured if m.id in reachable]
+        narrowed = [m for m in configured if m.id in created]
         return narrowed or configured
 
     async def _live_list(self, endpoint: Endpoint, timeout_s: float) -> list[ModelInfo]:

@@ -10,8 +10,9 @@ import time
 from collections.abc import AsyncIterator
 
 import grpc
+import orjson
 
-from chat_codecs import Delta, Finish
+from chat_codecs import Completion, Delta, Finish, ToolCallDelta
 from grpc_stubs.common.v1 import common_pb2
 from grpc_stubs.text.v1 import text_pb2, text_pb2_grpc
 from svc_common.auth import Caller, caller
@@ -68,6 +69,8 @@ class TextService(text_pb2_grpc.TextServiceServicer):
                 record.usage = completion.usage
             else:
                 record.add_delta(completion.text)
+                for tool_call in completion.tool_calls:  # arguments are output too
+                    record.add_delta(tool_call.arguments)
             outcome = "success"
         except asyncio.CancelledError:
             outcome = "client_disconnect"
@@ -86,6 +89,11 @@ class TextService(text_pb2_grpc.TextServiceServicer):
             ),
             created=int(time.time()),
             balance_micros=hold.balance_micros if hold else NO_BALANCE,
+            tool_calls=[
+                text_pb2.ToolCall(id=c.id, name=c.name, arguments=c.arguments)
+                for c in completion.tool_calls
+            ],
+            logprobs_json=_logprobs_json(completion),
         )
 
     async def GenerateStream(
@@ -122,14 +130,29 @@ class TextService(text_pb2_grpc.TextServiceServicer):
                 async for event in run.stream:
                     if isinstance(event, Delta):
                         record.add_delta(event.text)
+                        delta = text_pb2.StreamDelta(content=event.text)
+                        if event.logprobs:
+                            delta.logprobs_json = orjson.dumps(event.logprobs).decode()
+                        yield run.suspended(text_pb2.GenerateStreamResponse(delta=delta))
+                        run.resumed()
+                    elif isinstance(event, ToolCallDelta):
+                        record.add_delta(event.arguments)  # arguments are output too
                         yield run.suspended(
                             text_pb2.GenerateStreamResponse(
-                                delta=text_pb2.StreamDelta(content=event.text)
+                                delta=text_pb2.StreamDelta(
+                                    tool_calls=[
+                                        text_pb2.ToolCallDelta(
+                                            index=event.index,
+                                            id=event.id,
+                                            name=event.name,
+                                            arguments=event.arguments,
+                                        )
+                                    ]
+                                )
                             )
                         )
                         run.resumed()
                     elif isinstance(event, Finish):
-                        # Tool-call deltas are not relayed yet (no request offers tools).
                         record.usage = event.usage
                         units = record.units()
                         outcome = "success"
@@ -171,7 +194,9 @@ class TextService(text_pb2_grpc.TextServiceServicer):
         models = await self._catalog.models(config, endpoint, self._list_timeout(deadline))
         return text_pb2.ListModelsResponse(
             models=[
-                text_pb2.Model(id=m.id, provider=config.provider, owned_by=m.owned_by)
+                text_pb2.Model(
+                    id=m.id, provider=config.provider, owned_by=m.owned_by, created=m.created
+                )
                 for m in models
             ]
         )
@@ -235,6 +260,10 @@ class TextService(text_pb2_grpc.TextServiceServicer):
                 log.error("%d streams did not end at shutdown", len(late))
         if self._cleanups:
             await asyncio.wait(set(self._cleanups), timeout=timeout_s)
+
+
+def _logprobs_json(completion: Completion) -> str:
+    return orjson.dumps(completion.logprobs).decode() if completion.logprobs else ""
 
 
 def _deadline(context: grpc.aio.ServicerContext) -> float:
