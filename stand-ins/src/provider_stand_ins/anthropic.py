@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from provider_stand_ins import vision
 from provider_stand_ins.app import (
     JSON_HEADERS,
     Exchange,
@@ -99,7 +100,7 @@ class MessagesRequest:
         self.max_tokens: int = body["max_tokens"]
         self.stream = body.get("stream") is True
         self.prompt, self.prompt_tokens, self.images = read_prompt(
-            body["messages"], "image", system=body.get("system")
+            body["messages"], "image", system=body.get("system"), see=vision.anthropic_block
         )
 
 
@@ -261,7 +262,12 @@ class AnthropicProvider(Provider):
                 record.model = body["model"]
             await self.send_error(ex, record, 400, message=invalid)
             return
-        request = MessagesRequest(body)
+        try:
+            request = MessagesRequest(body)
+        except vision.ImageRefused as refused:
+            record.model = body["model"]
+            await self.send_error(ex, record, 400, message=str(refused))
+            return
         record.model = request.model
         record.images = request.images
         if not state.model_known(request.model):

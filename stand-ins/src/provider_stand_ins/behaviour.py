@@ -7,7 +7,7 @@ the 1-based word positions), one word per stream chunk; tokens are counted as wo
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -129,22 +129,30 @@ def count_words(text: str) -> int:
     return len(text.split())
 
 
-def read_prompt(messages: Any, image_part: str, system: Any = None) -> tuple[str, int, int]:
+def read_prompt(
+    messages: Any,
+    image_part: str,
+    system: Any = None,
+    see: Callable[[dict[str, Any], str], tuple[str, int]] | None = None,
+) -> tuple[str, int, int]:
     """(last user text, prompt tokens, images) of a chat's messages, in any provider's shape.
 
     Content is a string or a list of parts; `image_part` names the provider's image part type
     ("image_url" for OpenAI, "image" for Anthropic). Tokens are words, as in every reply.
+    `see(part, where)` (provider_stand_ins.vision) describes an image part in one word that joins
+    the text, and its tokens; it raises vision.ImageRefused for what the provider refuses.
     """
     images = 0
+    image_tokens = 0
 
-    def text_of(content: Any) -> str:
-        nonlocal images
+    def text_of(content: Any, where: str) -> str:
+        nonlocal images, image_tokens
         if isinstance(content, str):
             return content
         if not isinstance(content, list):
             return ""
         texts = []
-        for part in content:
+        for index, part in enumerate(content):
             if not isinstance(part, dict):
                 continue
             kind = part.get("type")
@@ -152,15 +160,19 @@ def read_prompt(messages: Any, image_part: str, system: Any = None) -> tuple[str
                 texts.append(str(part.get("text", "")))
             elif kind == image_part:
                 images += 1
+                if see is not None:
+                    word, tokens = see(part, f"{where}.content.{index}.{image_part}")
+                    texts.append(word)
+                    image_tokens += tokens - 1  # the word itself counts once below
         return " ".join(texts)
 
     prompt = ""
-    tokens = len(text_of(system).split())
-    for message in messages:
+    tokens = len(text_of(system, "system").split())
+    for number, message in enumerate(messages):
         if not isinstance(message, dict):
             continue
-        text = text_of(message.get("content"))
+        text = text_of(message.get("content"), f"messages.{number}")
         tokens += len(text.split())
         if message.get("role") == "user":
             prompt = text
-    return prompt, tokens, images
+    return prompt, tokens + image_tokens, images

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from provider_stand_ins import vision
 from provider_stand_ins.app import (
     JSON_HEADERS,
     Exchange,
@@ -74,6 +75,10 @@ class ChatRequest:
             images = message.get("images")
             if isinstance(images, list):
                 self.images += len(images)
+                for image in images:  # raw base64 only, as Ollama decodes them
+                    word, image_tokens = vision.ollama_image(image)
+                    text = f"{text} {word}"
+                    tokens += image_tokens
             if message.get("role") == "user":
                 self.prompt = text
         self.prompt_tokens = tokens
@@ -203,7 +208,12 @@ class OllamaProvider(Provider):
         if not isinstance(body.get("model"), str) or not body["model"]:
             await self.send_error(ex, record, 400, message="model is required")
             return
-        request = ChatRequest(body)
+        try:
+            request = ChatRequest(body)
+        except vision.ImageRefused as refused:
+            record.model = body["model"]
+            await self.send_error(ex, record, 400, message=str(refused))
+            return
         record.model = request.model
         record.images = request.images
         if not state.model_known(full_name(request.model)):

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from provider_stand_ins import vision
 from provider_stand_ins.app import (
     JSON_HEADERS,
     Exchange,
@@ -88,7 +89,9 @@ class ChatRequest:
         limit = body.get("max_completion_tokens")
         self.max_tokens: int | None = body.get("max_tokens") if limit is None else limit
         # image_url parts count in both forms: {"url": ...} and Ollama's plain string.
-        self.prompt, self.prompt_tokens, self.images = read_prompt(messages, "image_url")
+        self.prompt, self.prompt_tokens, self.images = read_prompt(
+            messages, "image_url", see=vision.openai_part
+        )
 
 
 def _validation_error(body: Any) -> tuple[int, dict[str, Any]] | None:
@@ -356,7 +359,13 @@ class OpenAIProvider(Provider):
                 record.model = body["model"]
             await self._reject(ex, record, *invalid)
             return
-        request = ChatRequest(body, body["messages"])
+        try:
+            request = ChatRequest(body, body["messages"])
+        except vision.ImageRefused as refused:
+            record.model = body["model"]
+            payload = error_payload(str(refused), "invalid_request_error", None, "invalid_image")
+            await self._reject(ex, record, 400, payload)
+            return
         record.model = request.model
         record.images = request.images
         if not self.model_known(request.model):
