@@ -34,12 +34,16 @@ class Settings(ProcessSettings):
 
     # gRPC backends ("host:port"). A backend left unset answers 503 on its routes.
     text_target: str | None = None
+    multimodal_target: str | None = None
     settings_target: str | None = None
     billing_target: str | None = None
     # The gateway's own service token, presented on every gRPC call.
     service_token: SecretStr | None = None
 
     max_body_bytes: int = 4 * MIB
+    # The multimodal route's body limit: images travel inside the JSON as data: URLs (base64,
+    # a third larger than the bytes), so it is larger than every other route's.
+    multimodal_max_body_bytes: int = 64 * MIB
     # The request line and headers of one request, and the number of headers: past either the
     # server answers 431 and closes the connection without reading the rest (gateway.server).
     max_header_bytes: int = 32 * 1024
@@ -81,8 +85,10 @@ class Settings(ProcessSettings):
             raise ValueError("GATEWAY_JWT_HS256_SECRET must be at least 32 bytes (RFC 7518 3.2)")
         if self.service_token is None and any(self.backend_targets().values()):
             raise ValueError("GATEWAY_SERVICE_TOKEN is required to call the gRPC backends")
-        if self.max_body_bytes <= 0:
-            raise ValueError("GATEWAY_MAX_BODY_BYTES must be positive")
+        if self.max_body_bytes <= 0 or self.multimodal_max_body_bytes <= 0:
+            raise ValueError(
+                "GATEWAY_MAX_BODY_BYTES and GATEWAY_MULTIMODAL_MAX_BODY_BYTES must be positive"
+            )
         if self.max_header_bytes < 1024 or self.max_headers < 8:
             raise ValueError(
                 "GATEWAY_MAX_HEADER_BYTES must be at least 1024 and GATEWAY_MAX_HEADERS at least 8"
@@ -97,6 +103,7 @@ class Settings(ProcessSettings):
     def backend_targets(self) -> dict[str, str | None]:
         return {
             "text": self.text_target,
+            "multimodal": self.multimodal_target,
             "settings": self.settings_target,
             "billing": self.billing_target,
         }

@@ -1,0 +1,20 @@
+"""python -m image_svc: read IMAGE_SVC_* settings, serve until SIGTERM, shut down gracefully."""
+
+from __future__ import annotations
+
+from image_svc.config import Settings
+from image_svc.server import create_server
+from svc_common.lifecycle import run, serve
+from svc_common.logging import setup_logging
+from svc_common.telemetry import setup_tracing
+
+
+def main() -> int:
+    settings = Settings()
+    setup_logging("image-svc", settings.log_level)
+    setup_tracing("image-svc")
+    return run(serve(lambda: create_server(settings)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

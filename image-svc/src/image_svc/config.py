@@ -1,0 +1,101 @@
+"""image-svc configuration, read from IMAGE_SVC_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from svc_common import settings_changes
+from svc_common.addresses import normalise_hosts
+from svc_common.config import ServiceSettings
+from svc_common.usage_events import STREAM
+
+# Providers whose base URL and platform key (or Basic credentials) the operator configures here.
+KNOWN_PROVIDERS = ("openai", "openai_compatible", "stability", "automatic1111", "comfyui")
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="IMAGE_SVC_", extra="ignore")
+
+    # Upstream providers (operator configuration). Platform keys are used in member mode only.
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key: SecretStr | None = None
+    # An OpenAI-compatible image server that still speaks the DALL-E shapes.
+    openai_compatible_base_url: str = ""
+    openai_compatible_api_key: SecretStr | None = None
+    stability_base_url: str = "https://api.stability.ai"
+    stability_api_key: SecretStr | None = None
+    automatic1111_base_url: str = "http://127.0.0.1:7860"
+    # "user:password" of A1111's --api-auth (HTTP Basic); empty: no auth.
+    automatic1111_api_key: SecretStr | None = None
+    comfyui_base_url: str = "http://127.0.0.1:8188"
+    # A bearer key for an auth proxy in front of ComfyUI; empty: none.
+    comfyui_api_key: SecretStr | None = None
+    # Extra ComfyUI workflow templates (API format JSON, one per file, named by file stem); the
+    # config's options.workflow picks one, else comfyui_workflow. "txt2img" ships built in.
+    comfyui_workflows_dir: Path | None = None
+    comfyui_workflow: str = "txt2img"
+    # How often Automatic1111's /sdapi/v1/progress is polled while a job runs.
+    automatic1111_poll_s: float = Field(default=0.25, gt=0)
+
+    # Member mode for image generation (the platform's keys and credits). Off by default: a
+    # member then needs their own key (403 otherwise).
+    member_mode: bool = False
+
+    # response_format "url": images are kept in Redis (with this TTL, so the store sweeps itself)
+    # behind gateway URLs signed with image_url_secret, bound to the user, expiring with them.
+    image_url_secret: SecretStr | None = None
+    image_url_ttl_s: int = Field(default=3600, ge=1)
+    image_url_path: str = "/api/image-proxy/v1/images/files"
+
+    allowed_base_url_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    upstream_connect_timeout_s: float = Field(default=5.0, gt=0)
+    # A whole job (queue wait included) for a non-streamed call, or to the first event.
+    upstream_timeout_s: float = Field(default=300.0, gt=0)
+    # Longest silence between two events of a running job.
+    upstream_idle_timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=1, ge=0)
+    max_retry_wait_s: float = Field(default=10.0, ge=0)
+    # The largest image accepted from a provider.
+    max_image_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+
+    # The config every caller gets when settings-svc is not configured (settings_target empty).
+    default_provider: str = "openai"
+    default_model: str = "gpt-image-2"
+
+    settings_target: str = ""
+    billing_target: str = ""
+    redis_url: str = ""
+    redis_prefix: str = "image-svc:"
+    usage_stream: str = STREAM
+    settings_changed_channel: str = settings_changes.CHANNEL
+    config_cache_ttl_s: float = Field(default=30.0, ge=0)
+    internal_call_timeout_s: float = Field(default=5.0, gt=0)
+
+    @field_validator("allowed_base_url_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            return normalise_hosts(str(h) for h in value)
+        return value
+
+    def named_secrets(self) -> dict[str, tuple[str, SecretStr | None]]:
+        return {
+            **super().named_secrets(),
+            "IMAGE_SVC_IMAGE_URL_SECRET": ("secret", self.image_url_secret),
+        }
+
+    def operator_base_url(self, provider: str) -> str:
+        return str(getattr(self, f"{provider}_base_url", "")) if provider in KNOWN_PROVIDERS else ""
+
+    def platform_key(self, provider: str) -> str:
+        if provider not in KNOWN_PROVIDERS:
+            return ""
+        secret: SecretStr | None = getattr(self, f"{provider}_api_key", None)
+        return secret.get_secret_value() if secret is not None else ""

@@ -1,0 +1,105 @@
+"""image-svc's money: a hold for the worst case before a member call (n images at the size and
+quality asked; GPT-image also in tokens: the prompt's bound plus the output-token table), and one
+usage event after every call under backend type `image`, settled from what was produced
+(GPT-image: the provider's token usage of the images that completed; a stream that ended without
+`completed` is not charged)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from image_svc.config import Settings
+from image_svc.plan import Plan
+from image_svc.providers.base import TokenUsage
+from svc_common.auth import Caller
+from svc_common.holds import Hold, HoldClient, Route
+from svc_common.usage_events import UsageEvent, UsagePublisher, now_ms
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+BACKEND_TYPE = "image"
+
+
+class UsageRecord:
+    __slots__ = ("_plan", "_user_id", "hold", "images", "published", "started_at_ms", "tokens")
+
+    def __init__(self, who: Caller, plan: Plan, hold: Hold | None) -> None:
+        self._plan = plan
+        self._user_id = who.user_id
+        self.hold = hold
+        self.images = 0
+        self.tokens: TokenUsage | None = None
+        self.published = False
+        self.started_at_ms = now_ms()
+
+    def add_tokens(self, usage: TokenUsage) -> None:
+        self.tokens = usage if self.tokens is None else self.tokens + usage
+
+    def event(self, outcome: str) -> UsageEvent:
+        plan = self._plan
+        images = self.images
+        tokens = self.tokens or TokenUsage()
+        if plan.token_billed and self.tokens is None:
+            images = 0  # GPT-image without usage: nothing completed, nothing is charged
+        if images == 0:
+            tokens = TokenUsage()
+            if outcome == "success":
+                outcome = "error"
+        return UsageEvent(
+            event_id=plan.request_id,
+            user_id=self._user_id,
+            backend_type=BACKEND_TYPE,
+            provider=plan.provider,
+            model=plan.job.model,
+            mode=plan.mode,
+            outcome=outcome,
+            input_tokens=tokens.input_tokens,
+            output_tokens=tokens.output_tokens,
+            images=images,
+            image_size=plan.usage_size,
+            image_quality=plan.usage_quality,
+            hold_id=self.hold.hold_id if self.hold else "",
+            started_at_ms=self.started_at_ms,
+            ended_at_ms=now_ms(),
+        )
+
+
+class Metering:
+    def __init__(self, settings: Settings, redis: aioredis.Redis | None) -> None:
+        self._usage = UsagePublisher(redis, settings.usage_stream)
+        self._holds: HoldClient | None = None
+        if settings.billing_target:
+            if settings.service_token is None:
+                raise RuntimeError("IMAGE_SVC_SERVICE_TOKEN is required to call billing-svc")
+            self._holds = HoldClient(
+                settings.billing_target,
+                settings.service_token.get_secret_value(),
+                settings.internal_call_timeout_s,
+            )
+
+    async def reserve(self, who: Caller, plan: Plan, timeout_s: float) -> Hold | None:
+        if plan.mode != "member" or self._holds is None:
+            return None
+        return await self._holds.reserve(
+            who,
+            request_id=plan.request_id,
+            backend_type=BACKEND_TYPE,
+            routes=[Route(plan.provider, plan.job.model)],
+            worst_case=plan.worst_case,
+            timeout_s=timeout_s,
+        )
+
+    def finish(self, record: UsageRecord, outcome: str) -> None:
+        """Queue the call's one usage event (never awaits: runs in `finally` of cancelled tasks)."""
+        if record.published:
+            return
+        record.published = True
+        self._usage.submit(record.event(outcome))
+
+    async def drain(self, timeout_s: float) -> None:
+        await self._usage.drain(timeout_s)
+
+    async def aclose(self) -> None:
+        if self._holds is not None:
+            await self._holds.aclose()

@@ -1,0 +1,99 @@
+"""A real image-svc gRPC server on port 0 against the image stand-ins, the test's own Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+from image_svc.config import Settings
+from image_svc.server import ImageServer, create_server
+
+from grpc_stubs.image.v1 import image_pb2_grpc
+from provider_stand_ins import StandIn
+from svc_common.auth import mint_service_token, outgoing_metadata
+from svc_common.usage_events import UsageEvent
+
+SECRET = "test-service-token-secret"
+OPENAI_KEY = "sk-platform-openai-images-0123456789"
+STABILITY_KEY = "sk-platform-stability-0123456789ab"
+USER = "alice"
+
+
+class Harness:
+    def __init__(
+        self, server: ImageServer, channel: grpc.aio.Channel, redis: aioredis.Redis
+    ) -> None:
+        self.server = server
+        self.settings = server.settings
+        self.channel = channel
+        self.stub = image_pb2_grpc.ImageServiceStub(channel)
+        self.redis = redis
+        self._seen = "0-0"
+
+    def metadata(self, user: str = USER, *, member: bool = True) -> tuple[tuple[str, str], ...]:
+        token = mint_service_token(SECRET, "gateway")
+        return outgoing_metadata(token, user_id=user, is_member=member, request_id="")
+
+    async def next_usage_event(self, timeout_s: float = 5.0) -> UsageEvent:
+        stream = self.settings.usage_stream
+        answer = await self.redis.xread({stream: self._seen}, count=1, block=int(timeout_s * 1000))
+        assert answer, f"no usage event on {stream} within {timeout_s}s"
+        [(_, [(entry_id, fields)])] = answer
+        self._seen = entry_id.decode()
+        return UsageEvent.from_fields(fields)
+
+
+@pytest.fixture
+async def stand_ins() -> AsyncIterator[dict[str, StandIn]]:
+    started = [
+        await StandIn("openai", keys={OPENAI_KEY}, image_steps=4).start(),
+        await StandIn("stability", keys={STABILITY_KEY}, image_steps=4).start(),
+        await StandIn("automatic1111", step_delay_s=0.05).start(),
+        await StandIn("comfyui", step_delay_s=0.02).start(),
+    ]
+    yield {s.provider: s for s in started}
+    for s in started:
+        await s.stop()
+
+
+StartImageSvc = Callable[..., Awaitable[Harness]]
+
+
+@pytest.fixture
+async def start_image_svc(
+    stand_ins: dict[str, StandIn], redis_url: str, redis_prefix: str, redis_client: aioredis.Redis
+) -> AsyncIterator[StartImageSvc]:
+    running: list[tuple[ImageServer, grpc.aio.Channel]] = []
+
+    async def start(**overrides: Any) -> Harness:
+        values: dict[str, Any] = {
+            "environment": "test",
+            "service_token_secret": SECRET,
+            "openai_base_url": stand_ins["openai"].sdk_base_url,
+            "openai_api_key": OPENAI_KEY,
+            "stability_base_url": stand_ins["stability"].base_url,
+            "stability_api_key": STABILITY_KEY,
+            "automatic1111_base_url": stand_ins["automatic1111"].base_url,
+            "automatic1111_poll_s": 0.02,
+            "comfyui_base_url": stand_ins["comfyui"].base_url,
+            "redis_url": redis_url,
+            "redis_prefix": redis_prefix,
+            "usage_stream": f"{redis_prefix}usage-events",
+            "image_url_secret": "test-image-url-secret-0123456789",
+            "member_mode": True,
+            "upstream_timeout_s": 20.0,
+        }
+        values.update(overrides)
+        server = create_server(Settings(**values))
+        await server.start()
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+        running.append((server, channel))
+        return Harness(server, channel, redis_client)
+
+    yield start
+    for server, channel in running:
+        await channel.close()
+        await server.stop(1.0)
