@@ -23,6 +23,7 @@ from provider_stand_ins.app import (
 )
 from provider_stand_ins.behaviour import Behaviour, read_prompt, reply_pieces, reply_text
 from provider_stand_ins.state import COMPLETED, REJECTED, RequestRecord
+from provider_stand_ins.tools import ToolCall, anthropic_tool_call, tool_result_text
 
 DEFAULT_MODELS = (
     "claude-3-5-haiku-20241022",
@@ -177,6 +178,42 @@ class EventEncoder(StreamEncoder):
         return OVERLOADED_EVENT
 
 
+class ToolUseEncoder(EventEncoder):
+    """A tool_use content block whose input streams as input_json_delta pieces."""
+
+    __slots__ = ("_call", "_tool_use_id")
+
+    def __init__(
+        self, message_id: str, request: MessagesRequest, call: ToolCall, tool_use_id: str
+    ) -> None:
+        super().__init__(message_id, request)
+        self._call = call
+        self._tool_use_id = tool_use_id
+
+    def opening(self) -> Sequence[bytes]:
+        message_start, ping, _ = super().opening()
+        block = {"type": "tool_use", "id": self._tool_use_id, "name": self._call.name, "input": {}}
+        start = {"type": "content_block_start", "index": 0, "content_block": block}
+        return (message_start, ping, _event("content_block_start", start))
+
+    def piece(self, text: str) -> bytes:
+        delta = {"type": "input_json_delta", "partial_json": text}
+        return _event(
+            "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
+        )
+
+    def closing(self, sent: int, truncated: bool) -> Sequence[bytes]:
+        delta = {
+            "type": "message_delta",
+            "delta": {
+                "stop_reason": "max_tokens" if truncated else "tool_use",
+                "stop_sequence": None,
+            },
+            "usage": {"output_tokens": sent},
+        }
+        return (BLOCK_STOP_EVENT, _event("message_delta", delta), MESSAGE_STOP_EVENT)
+
+
 def _usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
     return {
         "input_tokens": input_tokens,
@@ -277,13 +314,19 @@ class AnthropicProvider(Provider):
         behaviour: Behaviour = state.behaviour
         if not await self.before_reply(ex, record, behaviour):
             return
+        call = anthropic_tool_call(body)
+        if call is not None:
+            await self.reply_tool_use(ex, record, behaviour, request, call)
+            return
+        result = tool_result_text(body["messages"][-1])  # a tool's result: answer with it
+        prompt = request.prompt if result is None else result
         words = behaviour.chunks
         truncated = request.max_tokens < words
         if truncated:
             words = request.max_tokens
         message_id = f"msg_{_ID_PREFIX}{next(_ids):016d}"
         if request.stream:
-            pieces = reply_pieces(request.prompt, words)
+            pieces = reply_pieces(prompt, words)
             encoder = EventEncoder(message_id, request)
             await self.reply_stream(ex, record, behaviour, pieces, truncated, encoder)
             return
@@ -292,12 +335,44 @@ class AnthropicProvider(Provider):
             "type": "message",
             "role": "assistant",
             "model": request.model,
-            "content": [{"type": "text", "text": reply_text(request.prompt, words)}],
+            "content": [{"type": "text", "text": reply_text(prompt, words)}],
             "stop_reason": "max_tokens" if truncated else "end_turn",
             "stop_sequence": None,
             "usage": _usage(request.prompt_tokens, words),
         }
         await self.reply_whole(ex, record, behaviour, words, orjson.dumps(payload))
+
+    async def reply_tool_use(
+        self,
+        ex: Exchange,
+        record: RequestRecord,
+        behaviour: Behaviour,
+        request: MessagesRequest,
+        call: ToolCall,
+    ) -> None:
+        """A tool_use block (streamed as input_json_delta pieces), stop_reason tool_use."""
+        pieces = call.pieces
+        truncated = request.max_tokens < len(pieces)
+        if truncated:
+            pieces = pieces[: request.max_tokens]
+        message_id = f"msg_{_ID_PREFIX}{next(_ids):016d}"
+        tool_use_id = f"toolu_{_ID_PREFIX}{next(_ids):016d}"
+        if request.stream:
+            encoder = ToolUseEncoder(message_id, request, call, tool_use_id)
+            await self.reply_stream(ex, record, behaviour, pieces, truncated, encoder)
+            return
+        block = {"type": "tool_use", "id": tool_use_id, "name": call.name, "input": call.arguments}
+        payload = {
+            "id": message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": request.model,
+            "content": [block],
+            "stop_reason": "max_tokens" if truncated else "tool_use",
+            "stop_sequence": None,
+            "usage": _usage(request.prompt_tokens, len(pieces)),
+        }
+        await self.reply_whole(ex, record, behaviour, len(pieces), orjson.dumps(payload))
 
     @staticmethod
     def _model_entry(model: str) -> dict[str, Any]:

@@ -22,9 +22,16 @@ from provider_stand_ins.app import (
     Provider,
     StreamEncoder,
 )
-from provider_stand_ins.behaviour import reply_pieces, reply_text
+from provider_stand_ins.behaviour import reply_pieces
 from provider_stand_ins.openai import OpenAIProvider
 from provider_stand_ins.state import COMPLETED, REJECTED, RequestRecord, StandInState
+from provider_stand_ins.tools import (
+    ToolCall,
+    json_answer,
+    json_pieces,
+    openai_tool_call,
+    tool_result_text,
+)
 
 DEFAULT_MODELS = ("llama3.2:latest", "llama3:latest", "qwen2.5:0.5b", "llava:latest")
 VERSION = "0.12.3"
@@ -130,6 +137,29 @@ class LineEncoder(StreamEncoder):
         return RUN_ERROR
 
 
+class ToolCallLineEncoder(LineEncoder):
+    """A tool call in one line (arguments as a JSON object), then the done line."""
+
+    __slots__ = ("_call", "tool_calls")
+
+    def __init__(self, request: ChatRequest, started_ns: int, call: ToolCall) -> None:
+        super().__init__(request, started_ns)
+        self._call = call
+        self.tool_calls = [{"function": {"name": call.name, "arguments": call.arguments}}]
+
+    def piece(self, text: str) -> bytes:
+        line = {
+            "model": self._model,
+            "created_at": self.created_at,
+            "message": {"role": "assistant", "content": "", "tool_calls": self.tool_calls},
+            "done": False,
+        }
+        return orjson.dumps(line) + b"\n"
+
+    def closing(self, sent: int, truncated: bool) -> Sequence[bytes]:
+        return (orjson.dumps(self.final("", len(self._call.pieces), truncated)) + b"\n",)
+
+
 class OllamaOpenAIProvider(OpenAIProvider):
     """Ollama's OpenAI-compatible ``/v1/`` API: the key is required by clients but ignored."""
 
@@ -224,16 +254,30 @@ class OllamaProvider(Provider):
         behaviour = state.behaviour
         if not await self.before_reply(ex, record, behaviour):
             return
-        words = behaviour.chunks
+        call = openai_tool_call(body)  # Ollama takes tools in OpenAI's shape
+        if call is not None:
+            tool_encoder = ToolCallLineEncoder(request, started_ns, call)
+            if request.stream:  # Ollama streams a tool call whole, in one line
+                await self.reply_stream(ex, record, behaviour, ("",), False, tool_encoder)
+                return
+            payload = tool_encoder.final("", len(call.pieces), False)
+            payload["message"]["tool_calls"] = tool_encoder.tool_calls
+            await self.reply_whole(ex, record, behaviour, 1, orjson.dumps(payload))
+            return
+        result = tool_result_text((body.get("messages") or [None])[-1])
+        prompt = request.prompt if result is None else result
+        answer = json_answer(body.get("format"), prompt)
+        pieces = reply_pieces(prompt, behaviour.chunks) if answer is None else json_pieces(answer)
+        words = len(pieces)
         truncated = request.max_tokens is not None and request.max_tokens < words
         if truncated:
             words = request.max_tokens  # type: ignore[assignment]
+            pieces = pieces[:words]
         encoder = LineEncoder(request, started_ns)
         if request.stream:
-            pieces = reply_pieces(request.prompt, words)
             await self.reply_stream(ex, record, behaviour, pieces, truncated, encoder)
             return
-        payload = encoder.final(reply_text(request.prompt, words), words, truncated)
+        payload = encoder.final("".join(pieces), words, truncated)
         await self.reply_whole(ex, record, behaviour, words, orjson.dumps(payload))
 
     async def tags(self, ex: Exchange) -> None:

@@ -22,8 +22,16 @@ from provider_stand_ins.app import (
     StreamEncoder,
     format_seconds,
 )
-from provider_stand_ins.behaviour import read_prompt, reply_pieces, reply_text
+from provider_stand_ins.behaviour import Behaviour, read_prompt, reply_pieces, reply_text
 from provider_stand_ins.state import COMPLETED, REJECTED, RequestRecord
+from provider_stand_ins.tools import (
+    ToolCall,
+    json_answer,
+    json_pieces,
+    openai_tool_call,
+    token_logprobs,
+    tool_result_text,
+)
 
 DEFAULT_MODELS = (
     "gpt-4o-mini",
@@ -233,6 +241,82 @@ class ChunkEncoder(StreamEncoder):
         return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
+def _acts_as_a_model(body: dict[str, Any]) -> bool:
+    """Whether the request needs more than the echo: tools, a response format, logprobs, or a
+    tool's result to answer."""
+    messages = body["messages"]
+    return bool(
+        body.get("tools")
+        or body.get("response_format")
+        or body.get("logprobs")
+        or (isinstance(messages[-1], dict) and messages[-1].get("role") == "tool")
+    )
+
+
+class ModelChunkEncoder(ChunkEncoder):
+    """A streamed tool call (its arguments in pieces, as OpenAI streams them) or content with
+    logprobs."""
+
+    __slots__ = ("_call", "_call_id", "_top")
+
+    def __init__(
+        self,
+        completion_id: str,
+        created: int,
+        request: ChatRequest,
+        call: ToolCall | None,
+        call_id: str,
+        top: int | None,
+    ) -> None:
+        super().__init__(completion_id, created, request)
+        self._call = call
+        self._call_id = call_id
+        self._top = top
+
+    def opening(self) -> Sequence[bytes]:
+        if self._call is None:
+            return super().opening()
+        head = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": self._call_id,
+                    "type": "function",
+                    "function": {"name": self._call.name, "arguments": ""},
+                }
+            ],
+            "refusal": None,
+        }
+        return (self._choice(orjson.dumps(head), b"null"),)
+
+    def piece(self, text: str) -> bytes:
+        if self._call is not None:
+            delta = {"tool_calls": [{"index": 0, "function": {"arguments": text}}]}
+            return self._choice(orjson.dumps(delta), b"null")
+        if self._top is None:
+            return super().piece(text)
+        logprobs = orjson.dumps({"content": token_logprobs((text,), self._top), "refusal": None})
+        return b"".join(
+            (
+                self._head,
+                b'{"index":0,"delta":',
+                orjson.dumps({"content": text}),
+                b',"logprobs":',
+                logprobs,
+                b',"finish_reason":null}',
+                self._tail,
+            )
+        )
+
+    def closing(self, sent: int, truncated: bool) -> Sequence[bytes]:
+        events = list(super().closing(sent, truncated))
+        if self._call is not None and not truncated:
+            events[0] = self._choice(b"{}", b'"tool_calls"')
+        return events
+
+
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt_tokens,
@@ -375,6 +459,9 @@ class OpenAIProvider(Provider):
         behaviour = state.behaviour
         if not await self.before_reply(ex, record, behaviour):
             return
+        if _acts_as_a_model(body):
+            await self.reply_as_model(ex, record, behaviour, body, request)
+            return
         words = behaviour.chunks
         truncated = request.max_tokens is not None and request.max_tokens < words
         if truncated:
@@ -409,6 +496,71 @@ class OpenAIProvider(Provider):
             "system_fingerprint": SYSTEM_FINGERPRINT,
         }
         await self.reply_whole(ex, record, behaviour, words, orjson.dumps(payload))
+
+    async def reply_as_model(
+        self,
+        ex: Exchange,
+        record: RequestRecord,
+        behaviour: Behaviour,
+        body: dict[str, Any],
+        request: ChatRequest,
+    ) -> None:
+        """Tools, a response format, logprobs, or a tool's result to answer (provider_stand_ins.
+        tools): the reply a real model gives, as OpenAI frames it."""
+        call = openai_tool_call(body)
+        answer = None if call else json_answer(body.get("response_format"), request.prompt)
+        if call is not None:
+            pieces = call.pieces
+        elif answer is not None:
+            pieces = json_pieces(answer)
+        else:
+            result = tool_result_text(body["messages"][-1])
+            prompt = request.prompt if result is None else result
+            pieces = reply_pieces(prompt, behaviour.chunks)
+        truncated = request.max_tokens is not None and request.max_tokens < len(pieces)
+        if truncated:
+            pieces = pieces[: request.max_tokens]
+        top = int(body.get("top_logprobs") or 0) if body.get("logprobs") and not call else None
+        completion_id = f"{_ID_PREFIX}{next(_ids):012d}"
+        call_id = f"call_{_ID_PREFIX}{next(_ids):012d}"
+        created = int(time.time())
+        if request.stream:
+            encoder = ModelChunkEncoder(completion_id, created, request, call, call_id, top)
+            await self.reply_stream(ex, record, behaviour, pieces, truncated, encoder)
+            return
+        text = "".join(pieces)
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": None if call else text,
+            "refusal": None,
+            "annotations": [],
+        }
+        if call is not None:
+            function = {"name": call.name, "arguments": text}
+            message["tool_calls"] = [{"id": call_id, "type": "function", "function": function}]
+        finish = "length" if truncated else "tool_calls" if call else "stop"
+        payload = {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": request.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": (
+                        None
+                        if top is None
+                        else {"content": token_logprobs(pieces, top), "refusal": None}
+                    ),
+                    "finish_reason": finish,
+                }
+            ],
+            "usage": _usage(request.prompt_tokens, len(pieces)),
+            "service_tier": "default",
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+        }
+        await self.reply_whole(ex, record, behaviour, len(pieces), orjson.dumps(payload))
 
     def _model_entry(self, model: str) -> dict[str, Any]:
         return {"id": model, "object": "model", "created": MODEL_CREATED, "owned_by": self.owned_by}
