@@ -1,8 +1,8 @@
 """The whole platform in one test process: real servers on free ports, nothing mocked.
 
-provider stand-ins (HTTP) ← text-svc (gRPC) ← gateway (HTTP); settings-svc and billing-svc on the
-test's own database; usage events on the test's own Redis stream. Tests talk to the gateway with
-the official openai SDK, exactly as the app's users do.
+provider stand-ins (HTTP) ← text-svc and multimodal-svc (gRPC) ← gateway (HTTP); settings-svc and
+billing-svc on the test's own database; usage events on the test's own Redis stream. Tests talk to
+the gateway with the official openai SDK, exactly as the app's users do.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from typing import Any
 import grpc
 import openai
 from gateway_server import serve_gateway
+from multimodal_svc.config import Settings as MultimodalSettings
+from multimodal_svc.server import create_server as create_multimodal
 
 from billing_svc.config import Settings as BillingSettings
 from billing_svc.server import create_server as create_billing
@@ -50,6 +52,8 @@ class Platform:
     text_port: int
     billing_port: int
     settings_port: int
+    multimodal_settings: MultimodalSettings | None = None
+    multimodal_port: int = 0
     _clients: list[openai.AsyncOpenAI] = field(default_factory=list)
 
     def token(self, user: str, *, member: bool = True, ttl_s: int = 3600) -> str:
@@ -95,6 +99,7 @@ async def running_platform(
     text: dict[str, Any] | None = None,
     billing: dict[str, Any] | None = None,
     gateway: dict[str, Any] | None = None,
+    multimodal: dict[str, Any] | None = None,
     stand_in_knobs: dict[str, Any] | None = None,
 ) -> AsyncIterator[Platform]:
     service_secret = secrets.token_urlsafe(32)
@@ -160,10 +165,31 @@ async def running_platform(
         await text_server.start()
         stack.push_async_callback(text_server.stop, None)
 
+        multimodal_settings = MultimodalSettings(
+            environment="test",
+            service_token_secret=service_secret,
+            service_token=mint_service_token(service_secret, "multimodal-svc"),
+            settings_target=f"127.0.0.1:{settings_server.port}",
+            billing_target=f"127.0.0.1:{billing_server.port}",
+            redis_url=redis_url,
+            usage_stream=f"{prefix}usage-events",
+            settings_changed_channel=channel,
+            openai_base_url=openai_stand_in.sdk_base_url,
+            openai_api_key=PLATFORM_OPENAI_KEY,
+            anthropic_base_url=anthropic_stand_in.sdk_base_url,
+            anthropic_api_key=PLATFORM_ANTHROPIC_KEY,
+            ollama_base_url=ollama_stand_in.base_url,
+            **{"allowed_base_url_hosts": ["127.0.0.1"], **(multimodal or {})},
+        )
+        multimodal_server = create_multimodal(multimodal_settings)
+        await multimodal_server.start()
+        stack.push_async_callback(multimodal_server.stop, None)
+
         gateway_settings = GatewaySettings(
             environment="test",
             jwt_hs256_secret=jwt_secret,
             text_target=f"127.0.0.1:{text_server.port}",
+            multimodal_target=f"127.0.0.1:{multimodal_server.port}",
             settings_target=f"127.0.0.1:{settings_server.port}",
             billing_target=f"127.0.0.1:{billing_server.port}",
             service_token=mint_service_token(service_secret, "gateway"),
@@ -182,6 +208,8 @@ async def running_platform(
             text_port=text_server.port,
             billing_port=billing_server.port,
             settings_port=settings_server.port,
+            multimodal_settings=multimodal_settings,
+            multimodal_port=multimodal_server.port,
         )
         stack.push_async_callback(platform.close_clients)
         yield platform

@@ -18,6 +18,7 @@ from gateway.errors import install_error_handlers
 from gateway.metrics import Metrics, MetricsMiddleware
 from gateway.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from gateway.routes import include_routers
+from gateway.routes.multimodal import MULTIMODAL_PREFIXES
 
 # Bodies the handlers validate by hand, described in OpenAPI all the same.
 _HAND_VALIDATED_BODIES = [schemas.ChatCompletionRequest]
@@ -48,7 +49,11 @@ def create_app(settings: Settings) -> FastAPI:
     include_routers(app)
     install_console(app, settings.console_dir)  # last: it takes only what the API did not
     # Last added runs first: the request id is set before anything can answer.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        by_prefix=dict.fromkeys(MULTIMODAL_PREFIXES, settings.multimodal_max_body_bytes),
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
     _complete_openapi(app)

@@ -20,6 +20,7 @@ from gateway.errors import from_remote
 from gateway.streaming import CallCancelled, ModelStream, cancelled_by_us
 from grpc_stubs.billing.v1 import billing_pb2, billing_pb2_grpc
 from grpc_stubs.common.v1 import common_pb2
+from grpc_stubs.multimodal.v1 import multimodal_pb2, multimodal_pb2_grpc
 from grpc_stubs.settings.v1 import settings_pb2, settings_pb2_grpc
 from grpc_stubs.text.v1 import text_pb2, text_pb2_grpc
 from svc_common.auth import outgoing_metadata
@@ -150,6 +151,64 @@ class TextClient(_Backend):
         )
 
 
+class MultimodalClient(_Backend):
+    """multimodal-svc: the same calls as text-svc's, with image-carrying messages.
+
+    multimodal.v1's answers are wire-compatible with text.v1's (the same field numbers for what
+    both carry), so they are read as text.v1 messages: the chat answer and SSE machinery
+    (gateway.chat, gateway.streaming) relays them exactly as text-svc's, tool and logprob fields
+    empty.
+    """
+
+    def __init__(self, channel: grpc.aio.Channel, settings: Settings, token: str) -> None:
+        super().__init__(
+            "multimodal-svc",
+            channel,
+            token,
+            settings.backend_deadline_s,
+            inject_trace_context=settings.tracing_enabled(),
+        )
+        self._stub = multimodal_pb2_grpc.MultimodalServiceStub(channel)
+        service = "/multimodal.v1.MultimodalService/"
+        self._generate = channel.unary_unary(
+            service + "Generate",
+            request_serializer=multimodal_pb2.GenerateRequest.SerializeToString,
+            response_deserializer=text_pb2.GenerateResponse.FromString,
+        )
+        self._generate_stream = channel.unary_stream(
+            service + "GenerateStream",
+            request_serializer=multimodal_pb2.GenerateRequest.SerializeToString,
+            response_deserializer=text_pb2.GenerateStreamResponse.FromString,
+        )
+        self._model_deadline_s = settings.upstream_deadline_s
+
+    def generate(
+        self, request: multimodal_pb2.GenerateRequest, user: User, request_id: str
+    ) -> PendingCall[text_pb2.GenerateResponse]:
+        call = self._generate(
+            request, metadata=self.metadata(user, request_id), timeout=self._model_deadline_s
+        )
+        return PendingCall(call, self.name)
+
+    def generate_stream(
+        self, request: multimodal_pb2.GenerateRequest, user: User, request_id: str
+    ) -> ModelStream:
+        call = self._generate_stream(
+            request, metadata=self.metadata(user, request_id), timeout=self._model_deadline_s
+        )
+        return ModelStream(call, self.name)
+
+    async def list_models(self, user: User, request_id: str) -> multimodal_pb2.ListModelsResponse:
+        return await self._call(
+            self._stub.ListModels, multimodal_pb2.ListModelsRequest(), user, request_id
+        )
+
+    async def check_status(self, user: User, request_id: str) -> multimodal_pb2.CheckStatusResponse:
+        return await self._call(
+            self._stub.CheckStatus, multimodal_pb2.CheckStatusRequest(), user, request_id
+        )
+
+
 class SettingsClient(_Backend):
     def __init__(self, channel: grpc.aio.Channel, settings: Settings, token: str) -> None:
         super().__init__("settings-svc", channel, token, settings.backend_deadline_s)
@@ -219,11 +278,15 @@ class Backends:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._readiness_deadline_s = settings.readiness_deadline_s
         self.text: TextClient | None = None
+        self.multimodal: MultimodalClient | None = None
         self.settings: SettingsClient | None = None
         self.billing: BillingClient | None = None
         if settings.text_target:
             self._channels["text-svc"] = open_model_channel(settings.text_target)
             self.text = TextClient(self._channels["text-svc"], settings, token)
+        if settings.multimodal_target:
+            self._channels["multimodal-svc"] = open_model_channel(settings.multimodal_target)
+            self.multimodal = MultimodalClient(self._channels["multimodal-svc"], settings, token)
         if settings.settings_target:
             self.settings = SettingsClient(
                 self._open("settings-svc", settings.settings_target), settings, token

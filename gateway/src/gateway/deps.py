@@ -41,6 +41,13 @@ async def text_client(request: Request) -> clients.TextClient:
     return client
 
 
+async def multimodal_client(request: Request) -> clients.MultimodalClient:
+    client = request.app.state.backends.multimodal
+    if client is None:
+        raise _unconfigured("multimodal-svc")
+    return client
+
+
 async def settings_client(request: Request) -> clients.SettingsClient:
     client = request.app.state.backends.settings
     if client is None:
@@ -59,5 +66,6 @@ CurrentUser = Annotated[User, Depends(current_user)]
 RequestId = Annotated[str, Depends(get_request_id)]
 Backends = Annotated[clients.Backends, Depends(get_backends)]
 TextClient = Annotated[clients.TextClient, Depends(text_client)]
+MultimodalClient = Annotated[clients.MultimodalClient, Depends(multimodal_client)]
 SettingsClient = Annotated[clients.SettingsClient, Depends(settings_client)]
 BillingClient = Annotated[clients.BillingClient, Depends(billing_client)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -91,17 +92,26 @@ class BodyLimitMiddleware:
     """413 for a body over `max_bytes`: at once when Content-Length says so, else as soon as the
     chunks that arrived exceed it (the app is then told the client went away)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, by_prefix: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # Routes whose bodies may be larger (images in the JSON), by path prefix.
+        self._by_prefix = tuple((by_prefix or {}).items())
 
-    def _too_large(self) -> str:
-        return f"the request body is larger than the limit of {self.max_bytes} bytes"
+    def _too_large(self, limit: int) -> str:
+        return f"the request body is larger than the limit of {limit} bytes"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.max_bytes
+        for prefix, larger in self._by_prefix:
+            if scope["path"].startswith(prefix):
+                limit = larger
+                break
         length = None
         for key, value in scope["headers"]:
             if key == b"content-length":
@@ -109,8 +119,8 @@ class BodyLimitMiddleware:
                 break
         if length is not None:
             # The server delivers no more than Content-Length, so declared bodies need no counting.
-            if not length.isdigit() or int(length) > self.max_bytes:
-                await send_error(send, 413, self._too_large(), "request_too_large")
+            if not length.isdigit() or int(length) > limit:
+                await send_error(send, 413, self._too_large(limit), "request_too_large")
                 return
             await self.app(scope, receive, send)
             return
@@ -123,9 +133,9 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes and not responded:
+                if received > limit and not responded:
                     responded = True
-                    await send_error(send, 413, self._too_large(), "request_too_large")
+                    await send_error(send, 413, self._too_large(limit), "request_too_large")
                     return {"type": "http.disconnect"}
             return message
 

@@ -188,7 +188,11 @@ class ImageIntake:
         try:
             image = Image.open(io.BytesIO(data), formats=[kind])
             width, height = image.size  # read from the header: nothing decoded yet
-        except (OSError, ValueError, Image.DecompressionBombError):
+        except Image.DecompressionBombError:
+            raise _bad(
+                where, f"the image has too many pixels; at most {s.max_image_pixels}"
+            ) from None
+        except (OSError, ValueError):
             raise _bad(where, f"the {kind} image is corrupt or truncated") from None
         if width > s.max_image_side or height > s.max_image_side:
             raise _bad(
