@@ -22,6 +22,7 @@ from chat_codecs.types import (
     StreamEvent,
     TextPart,
     TokenUsage,
+    Tool,
     ToolCallDelta,
     ToolCallPart,
     ToolResultPart,
@@ -73,17 +74,7 @@ class OpenAIChat:
         if request.frequency_penalty is not None:
             body["frequency_penalty"] = request.frequency_penalty
         if request.tools:
-            body["tools"] = [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": t.name,
-                        "description": t.description,
-                        "parameters": dict(t.parameters),
-                    },
-                }
-                for t in request.tools
-            ]
+            body["tools"] = [_tool(t) for t in request.tools]
         if request.tool_choice is not None:
             body["tool_choice"] = request.tool_choice
         if request.parallel_tool_calls is not None and request.tools:
@@ -181,6 +172,17 @@ class OpenAIStreamDecoder:
         if self.finish_reason is None:
             raise ProviderError(Failure.ERROR, "the stream ended before the answer was complete")
         return Finish(self.finish_reason, self.usage)
+
+
+def _tool(tool: Tool) -> dict[str, Any]:
+    function: dict[str, Any] = {
+        "name": tool.name,
+        "description": tool.description,
+        "parameters": dict(tool.parameters),
+    }
+    if tool.strict:
+        function["strict"] = True
+    return {"type": "function", "function": function}
 
 
 def _logprobs(choice: Any) -> Logprobs:

@@ -74,6 +74,7 @@ class Tool:
     name: str
     description: str = ""
     parameters: Mapping[str, Any] = field(default_factory=dict)  # a JSON schema
+    strict: bool = False  # OpenAI's strict schema adherence; other protocols have no such flag
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,31 @@ import orjson
 from gateway.errors import ApiError, invalid
 from grpc_stubs.text.v1 import text_pb2
 
-_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_ROLES = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+}
+_MAX_TOP_LOGPROBS = 20
+_TOOL_CHOICES = ("auto", "none", "required")
+_RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+# OpenAI parameters the platform cannot honour on every provider: each is refused with its reason
+# rather than dropped (a dropped one answers a 200 the caller did not ask for). `user`,
+# `metadata` and `store` are dropped on purpose (docs/api.md): store: true on the platform's key
+# would keep users' prompts in the platform's provider account.
+NOT_OFFERED = {
+    "functions": "the deprecated function calling is not offered: send 'tools' instead",
+    "function_call": "the deprecated function calling is not offered: send 'tool_choice' instead",
+    "logit_bias": "logit_bias is not offered: token ids differ between providers",
+    "audio": "audio output is not offered",
+    "prediction": "predicted outputs are not offered",
+    "web_search_options": "web search is not offered",
+    "service_tier": "service tiers are not offered: the platform's account decides",
+    "reasoning_effort": "reasoning_effort is not offered",
+    "verbosity": "verbosity is not offered",
+}
 _INT32_MAX = 2**31 - 1
 _INT64_MAX = 2**63 - 1
 _MAX_STOP_SEQUENCES = 4
@@ -115,26 +139,44 @@ def _messages(body: dict[str, Any]) -> list[text_pb2.ChatMessage]:
         if mapped is None:
             raise invalid(
                 f"invalid value for '{where}.role': supported roles are "
-                "'system', 'developer', 'user' and 'assistant'",
+                "'system', 'developer', 'user', 'assistant' and 'tool'",
                 param=f"{where}.role",
                 code="invalid_value",
             )
-        if "content" not in message or message["content"] is None:
+        name = message.get("name")
+        if name is not None and not isinstance(name, str):
+            raise _type_error(f"{where}.name", "a string")
+        tool_calls = message.get("tool_calls")
+        if tool_calls is not None and mapped != "assistant":
+            raise invalid(
+                f"'{where}.tool_calls' is allowed only in assistant messages",
+                param=f"{where}.tool_calls",
+                code="invalid_value",
+            )
+        content = message.get("content")
+        if content is None and not tool_calls:
             raise invalid(
                 f"missing required parameter '{where}.content'",
                 param=f"{where}.content",
                 code="missing_required_parameter",
             )
-        name = message.get("name")
-        if name is not None and not isinstance(name, str):
-            raise _type_error(f"{where}.name", "a string")
-        messages.append(
-            text_pb2.ChatMessage(
-                role=mapped,
-                content=_content(message["content"], f"{where}.content"),
-                name=name or "",
-            )
+        chat_message = text_pb2.ChatMessage(
+            role=mapped,
+            content="" if content is None else _content(content, f"{where}.content"),
+            name=name or "",
         )
+        if tool_calls is not None:
+            chat_message.tool_calls.extend(_tool_calls(tool_calls, f"{where}.tool_calls"))
+        if mapped == "tool":
+            tool_call_id = message.get("tool_call_id")
+            if not isinstance(tool_call_id, str) or not tool_call_id:
+                raise invalid(
+                    f"missing required parameter '{where}.tool_call_id'",
+                    param=f"{where}.tool_call_id",
+                    code="missing_required_parameter",
+                )
+            chat_message.tool_call_id = tool_call_id
+        messages.append(chat_message)
     return messages
 
 
@@ -153,6 +195,32 @@ def parse_chat_request(raw: bytes, request_id: str) -> ChatRequest:
     request = text_pb2.GenerateRequest(
         model=model or "", messages=_messages(body), request_id=request_id
     )
+
+    for name, reason in NOT_OFFERED.items():
+        if body.get(name) is not None:
+            raise invalid(reason, param=name, code="unsupported_parameter")
+    modalities = body.get("modalities")
+    if modalities is not None and modalities != ["text"]:
+        raise invalid(
+            "only text output is offered: send modalities ['text'] or leave it out",
+            param="modalities",
+            code="unsupported_parameter",
+        )
+    _tools_into(request, body)
+    response_format = body.get("response_format")
+    if response_format is not None:
+        request.response_format_json = response_format_json(response_format, "response_format")
+    logprobs = body.get("logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        raise _type_error("logprobs", "a boolean")
+    request.logprobs = bool(logprobs)
+    top_logprobs = _integer(body, "top_logprobs", 0, _MAX_TOP_LOGPROBS)
+    if top_logprobs is not None:
+        if not logprobs:
+            raise invalid(
+                "'top_logprobs' needs 'logprobs': true", param="top_logprobs", code="invalid_value"
+            )
+        request.top_logprobs = top_logprobs
 
     n = _integer(body, "n", 1, 128)
     if n is not None and n != 1:
@@ -208,10 +276,149 @@ def parse_chat_request(raw: bytes, request_id: str) -> ChatRequest:
     return ChatRequest(generate=request, stream=bool(stream), include_usage=include_usage)
 
 
+def _tool_calls(raw: Any, where: str) -> list[text_pb2.ToolCall]:
+    if not isinstance(raw, list):
+        raise _type_error(where, "an array")
+    calls = []
+    for i, call in enumerate(raw):
+        at = f"{where}[{i}]"
+        if not isinstance(call, dict):
+            raise _type_error(at, "an object")
+        function = call.get("function")
+        if not isinstance(function, dict):
+            raise _type_error(f"{at}.function", "an object")
+        call_id, name = call.get("id"), function.get("name")
+        arguments = function.get("arguments", "")
+        if not isinstance(call_id, str):
+            raise _type_error(f"{at}.id", "a string")
+        if not isinstance(name, str):
+            raise _type_error(f"{at}.function.name", "a string")
+        if not isinstance(arguments, str):
+            raise _type_error(f"{at}.function.arguments", "a string")
+        calls.append(text_pb2.ToolCall(id=call_id, name=name, arguments=arguments))
+    return calls
+
+
+def make_tool(function: Any, where: str) -> text_pb2.Tool:
+    """A function tool from OpenAI's function object ({name, description?, parameters?,
+    strict?}); the Responses API's flat tool has the same fields."""
+    if not isinstance(function, dict):
+        raise _type_error(where, "an object")
+    name = function.get("name")
+    if not isinstance(name, str):
+        raise _type_error(f"{where}.name", "a string")
+    description = function.get("description") or ""
+    if not isinstance(description, str):
+        raise _type_error(f"{where}.description", "a string")
+    parameters = function.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise _type_error(f"{where}.parameters", "a JSON schema object")
+    strict = function.get("strict")
+    if strict is not None and not isinstance(strict, bool):
+        raise _type_error(f"{where}.strict", "a boolean")
+    return text_pb2.Tool(
+        name=name,
+        description=description,
+        parameters_json=orjson.dumps(parameters).decode() if parameters else "",
+        strict=bool(strict),
+    )
+
+
+def set_tool_choice(request: text_pb2.GenerateRequest, choice: Any, named: str | None) -> None:
+    """`named` is the function's name of an object choice (each API nests it differently)."""
+    if isinstance(choice, str) and choice in _TOOL_CHOICES:
+        request.tool_choice = choice
+    elif isinstance(named, str) and named:
+        request.tool_choice = "function"
+        request.tool_choice_function = named
+    else:
+        raise invalid(
+            "invalid value for 'tool_choice': use 'auto', 'none', 'required' or "
+            '{"type": "function", "function": {"name": ...}}',
+            param="tool_choice",
+            code="invalid_value",
+        )
+
+
+def _tools_into(request: text_pb2.GenerateRequest, body: dict[str, Any]) -> None:
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise _type_error("tools", "an array")
+        for i, tool in enumerate(tools):
+            where = f"tools[{i}]"
+            if not isinstance(tool, dict):
+                raise _type_error(where, "an object")
+            if tool.get("type") != "function":
+                raise invalid(
+                    f"invalid value for '{where}.type': only 'function' tools are offered",
+                    param=f"{where}.type",
+                    code="unsupported_parameter",
+                )
+            request.tools.append(make_tool(tool.get("function"), f"{where}.function"))
+    choice = body.get("tool_choice")
+    if choice is not None:
+        function = choice.get("function") if isinstance(choice, dict) else None
+        named = function.get("name") if isinstance(function, dict) else None
+        if isinstance(choice, dict) and choice.get("type") != "function":
+            named = None
+        set_tool_choice(request, choice, named)
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None:
+        if not isinstance(parallel, bool):
+            raise _type_error("parallel_tool_calls", "a boolean")
+        request.parallel_tool_calls = parallel
+
+
+def response_format_json(response_format: Any, param: str) -> str:
+    """OpenAI's response_format ({type: text | json_object | json_schema, json_schema?}) as the
+    JSON text text-svc takes; an unknown type is a 400."""
+    if not isinstance(response_format, dict):
+        raise _type_error(param, "an object")
+    kind = response_format.get("type")
+    if kind not in _RESPONSE_FORMATS:
+        raise invalid(
+            f"invalid value for '{param}.type': supported are 'text', 'json_object' and "
+            "'json_schema'",
+            param=f"{param}.type",
+            code="invalid_value",
+        )
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        if not isinstance(spec, dict):
+            raise invalid(
+                f"missing required parameter '{param}.json_schema'",
+                param=f"{param}.json_schema",
+                code="missing_required_parameter",
+            )
+        if not isinstance(spec.get("name"), str):
+            raise _type_error(f"{param}.json_schema.name", "a string")
+        if not isinstance(spec.get("schema", {}), dict):
+            raise _type_error(f"{param}.json_schema.schema", "a JSON schema object")
+    return orjson.dumps(response_format).decode()
+
+
 def completion_id(generation_id: str) -> str:
     """The completion's id, from the id the model service minted for the call (its usage event
     id), never from the caller's x-request-id."""
     return f"chatcmpl-{generation_id}"
+
+
+def _message(response: text_pb2.GenerateResponse) -> dict[str, Any]:
+    if not response.tool_calls:
+        return {"role": "assistant", "content": response.content}
+    return {
+        "role": "assistant",
+        "content": response.content or None,
+        "tool_calls": [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in response.tool_calls
+        ],
+    }
 
 
 def completion_json(response: text_pb2.GenerateResponse) -> bytes:
@@ -225,8 +432,14 @@ def completion_json(response: text_pb2.GenerateResponse) -> bytes:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": response.content},
-                    "logprobs": None,
+                    "message": _message(response),
+                    "logprobs": (
+                        orjson.Fragment(
+                            b'{"content":' + response.logprobs_json.encode() + b',"refusal":null}'
+                        )
+                        if response.logprobs_json
+                        else None
+                    ),
                     "finish_reason": response.finish_reason or "stop",
                 }
             ],

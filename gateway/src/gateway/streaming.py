@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 import grpc
@@ -179,8 +179,13 @@ async def _events(
         while message is not None:
             kind = message.WhichOneof("event")
             if kind == "delta":
-                if message.delta.content:
-                    yield writer.content(message.delta.content)
+                delta = message.delta
+                if delta.logprobs_json:
+                    yield writer.content_with_logprobs(delta.content, delta.logprobs_json)
+                elif delta.content:
+                    yield writer.content(delta.content)
+                elif delta.tool_calls:
+                    yield writer.tool_calls(delta.tool_calls)
             elif kind == "finish":
                 # The end in one write: the finish chunk, the usage chunk, [DONE].
                 end = writer.finish(message.finish.finish_reason)
@@ -244,6 +249,7 @@ class ChunkWriter:
         self._open = b"data: " + self._head + b',"choices":[{"index":0,"delta":'
         tail = b',"usage":null}\n\n' if include_usage else b"}\n\n"
         self._close = b',"logprobs":null,"finish_reason":null}]' + tail
+        self._logprobs_close = b',"refusal":null},"finish_reason":null}]' + tail
         self._finish_tail = b"}]" + tail
 
     def role(self) -> bytes:
@@ -251,6 +257,29 @@ class ChunkWriter:
 
     def content(self, text: str) -> bytes:
         return self._open + orjson.dumps({"content": text}) + self._close
+
+    def content_with_logprobs(self, text: str, logprobs_json: str) -> bytes:
+        return (
+            self._open
+            + orjson.dumps({"content": text})
+            + b',"logprobs":{"content":'
+            + logprobs_json.encode()
+            + self._logprobs_close
+        )
+
+    def tool_calls(self, calls: Iterable[text_pb2.ToolCallDelta]) -> bytes:
+        """As OpenAI streams them: a call's first piece has its id, type and name, with
+        arguments ""; the later pieces only the index and more arguments."""
+        pieces: list[dict[str, Any]] = []
+        for call in calls:
+            if call.id or call.name:
+                function = {"name": call.name, "arguments": call.arguments}
+                pieces.append(
+                    {"index": call.index, "id": call.id, "type": "function", "function": function}
+                )
+            else:
+                pieces.append({"index": call.index, "function": {"arguments": call.arguments}})
+        return self._open + orjson.dumps({"tool_calls": pieces}) + self._close
 
     def finish(self, reason: str) -> bytes:
         return (

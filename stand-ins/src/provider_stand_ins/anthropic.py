@@ -307,6 +307,7 @@ class AnthropicProvider(Provider):
             return
         record.model = request.model
         record.images = request.images
+        record.body = body
         if not state.model_known(request.model):
             await self.send_error(ex, record, 404, message=f"model: {request.model}")
             return

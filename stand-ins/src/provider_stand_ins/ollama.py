@@ -246,6 +246,7 @@ class OllamaProvider(Provider):
             return
         record.model = request.model
         record.images = request.images
+        record.body = body
         if not state.model_known(full_name(request.model)):
             message = f'model "{request.model}" not found, try pulling it first'
             await self.send_error(ex, record, 404, message=message)

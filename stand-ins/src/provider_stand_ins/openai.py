@@ -452,6 +452,7 @@ class OpenAIProvider(Provider):
             return
         record.model = request.model
         record.images = request.images
+        record.body = body
         if not self.model_known(request.model):
             await self.send_error(ex, record, 404)
             return

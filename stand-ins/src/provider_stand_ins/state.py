@@ -26,6 +26,7 @@ class RequestRecord:
     """One request the stand-in received. Mutable until its outcome is set."""
 
     __slots__ = (
+        "body",
         "chunks_sent",
         "images",
         "key",
@@ -46,6 +47,7 @@ class RequestRecord:
         self.path = path
         self.key = key
         self.model: str | None = None
+        self.body: Any = None  # a generation request's parsed JSON body, for tests to inspect
         self.stream = False
         self.images = 0
         self.chunks_sent = 0

@@ -208,7 +208,7 @@ def _tools(request: text_pb2.GenerateRequest) -> tuple[Tool, ...]:
             )
         names.add(t.name)
         parameters = _json_object(t.parameters_json, f"tools[{i}].function.parameters")
-        tools.append(Tool(t.name, t.description, parameters))
+        tools.append(Tool(t.name, t.description, parameters, t.strict))
     return tuple(tools)
 
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from grpc_stubs.common.v1 import common_pb2 as common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12text/v1/text.proto\x12\x07text.v1\x1a\x16\x63ommon/v1/common.proto\"w\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12%\n\ntool_calls\x18\x04 \x03(\x0b\x32\x11.text.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x05 \x01(\t\"7\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\"B\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\"\xc7\x04\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12&\n\x08messages\x18\x02 \x03(\x0b\x32\x14.text.v1.ChatMessage\x12\x18\n\x0btemperature\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x05 \x01(\x05H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x06 \x03(\t\x12\x11\n\x04seed\x18\x07 \x01(\x03H\x03\x88\x01\x01\x12\x1d\n\x10presence_penalty\x18\x08 \x01(\x01H\x04\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\t \x01(\x01H\x05\x88\x01\x01\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x1c\n\x05tools\x18\x0b \x03(\x0b\x32\r.text.v1.Tool\x12\x13\n\x0btool_choice\x18\x0c \x01(\t\x12\x1c\n\x14tool_choice_function\x18\r \x01(\t\x12 \n\x13parallel_tool_calls\x18\x0e \x01(\x08H\x06\x88\x01\x01\x12\x1c\n\x14response_format_json\x18\x0f \x01(\t\x12\x10\n\x08logprobs\x18\x10 \x01(\x08\x12\x19\n\x0ctop_logprobs\x18\x11 \x01(\x05H\x07\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\r\n\x0b_max_tokensB\x07\n\x05_seedB\x13\n\x11_presence_penaltyB\x14\n\x12_frequency_penaltyB\x16\n\x14_parallel_tool_callsB\x0f\n\r_top_logprobs\"\xef\x01\n\x10GenerateResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\t\x12\x15\n\rfinish_reason\x18\x05 \x01(\t\x12\x1f\n\x05usage\x18\x06 \x01(\x0b\x32\x10.common.v1.Usage\x12\x0f\n\x07\x63reated\x18\x07 \x01(\x03\x12\x16\n\x0e\x62\x61lance_micros\x18\x08 \x01(\x03\x12%\n\ntool_calls\x18\t \x03(\x0b\x32\x11.text.v1.ToolCall\x12\x15\n\rlogprobs_json\x18\n \x01(\t\"\x98\x01\n\x16GenerateStreamResponse\x12%\n\x05start\x18\x01 \x01(\x0b\x32\x14.text.v1.StreamStartH\x00\x12%\n\x05\x64\x65lta\x18\x02 \x01(\x0b\x32\x14.text.v1.StreamDeltaH\x00\x12\'\n\x06\x66inish\x18\x03 \x01(\x0b\x32\x15.text.v1.StreamFinishH\x00\x42\x07\n\x05\x65vent\"c\n\x0bStreamStart\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x0f\n\x07\x63reated\x18\x04 \x01(\x03\x12\x16\n\x0e\x62\x61lance_micros\x18\x05 \x01(\x03\"a\n\x0bStreamDelta\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12*\n\ntool_calls\x18\x02 \x03(\x0b\x32\x16.text.v1.ToolCallDelta\x12\x15\n\rlogprobs_json\x18\x03 \x01(\t\"K\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\targuments\x18\x04 \x01(\t\"F\n\x0cStreamFinish\x12\x15\n\rfinish_reason\x18\x01 \x01(\t\x12\x1f\n\x05usage\x18\x02 \x01(\x0b\x32\x10.common.v1.Usage\"\x13\n\x11ListModelsRequest\"H\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x10\n\x08owned_by\x18\x03 \x01(\t\x12\x0f\n\x07\x63reated\x18\x04 \x01(\x03\"4\n\x12ListModelsResponse\x12\x1e\n\x06models\x18\x01 \x03(\x0b\x32\x0e.text.v1.Model\"\x14\n\x12\x43heckStatusRequest\"f\n\x13\x43heckStatusResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x12\n\nlatency_ms\x18\x05 \x01(\x03\x32\xae\x02\n\x0bTextService\x12?\n\x08Generate\x12\x18.text.v1.GenerateRequest\x1a\x19.text.v1.GenerateResponse\x12M\n\x0eGenerateStream\x12\x18.text.v1.GenerateRequest\x1a\x1f.text.v1.GenerateStreamResponse0\x01\x12\x45\n\nListModels\x12\x1a.text.v1.ListModelsRequest\x1a\x1b.text.v1.ListModelsResponse\x12H\n\x0b\x43heckStatus\x12\x1b.text.v1.CheckStatusRequest\x1a\x1c.text.v1.CheckStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12text/v1/text.proto\x12\x07text.v1\x1a\x16\x63ommon/v1/common.proto\"w\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12%\n\ntool_calls\x18\x04 \x03(\x0b\x32\x11.text.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x05 \x01(\t\"7\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\"R\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\x12\x0e\n\x06strict\x18\x04 \x01(\x08\"\xc7\x04\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12&\n\x08messages\x18\x02 \x03(\x0b\x32\x14.text.v1.ChatMessage\x12\x18\n\x0btemperature\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x05 \x01(\x05H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x06 \x03(\t\x12\x11\n\x04seed\x18\x07 \x01(\x03H\x03\x88\x01\x01\x12\x1d\n\x10presence_penalty\x18\x08 \x01(\x01H\x04\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\t \x01(\x01H\x05\x88\x01\x01\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x1c\n\x05tools\x18\x0b \x03(\x0b\x32\r.text.v1.Tool\x12\x13\n\x0btool_choice\x18\x0c \x01(\t\x12\x1c\n\x14tool_choice_function\x18\r \x01(\t\x12 \n\x13parallel_tool_calls\x18\x0e \x01(\x08H\x06\x88\x01\x01\x12\x1c\n\x14response_format_json\x18\x0f \x01(\t\x12\x10\n\x08logprobs\x18\x10 \x01(\x08\x12\x19\n\x0ctop_logprobs\x18\x11 \x01(\x05H\x07\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\r\n\x0b_max_tokensB\x07\n\x05_seedB\x13\n\x11_presence_penaltyB\x14\n\x12_frequency_penaltyB\x16\n\x14_parallel_tool_callsB\x0f\n\r_top_logprobs\"\xef\x01\n\x10GenerateResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\t\x12\x15\n\rfinish_reason\x18\x05 \x01(\t\x12\x1f\n\x05usage\x18\x06 \x01(\x0b\x32\x10.common.v1.Usage\x12\x0f\n\x07\x63reated\x18\x07 \x01(\x03\x12\x16\n\x0e\x62\x61lance_micros\x18\x08 \x01(\x03\x12%\n\ntool_calls\x18\t \x03(\x0b\x32\x11.text.v1.ToolCall\x12\x15\n\rlogprobs_json\x18\n \x01(\t\"\x98\x01\n\x16GenerateStreamResponse\x12%\n\x05start\x18\x01 \x01(\x0b\x32\x14.text.v1.StreamStartH\x00\x12%\n\x05\x64\x65lta\x18\x02 \x01(\x0b\x32\x14.text.v1.StreamDeltaH\x00\x12\'\n\x06\x66inish\x18\x03 \x01(\x0b\x32\x15.text.v1.StreamFinishH\x00\x42\x07\n\x05\x65vent\"c\n\x0bStreamStart\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x0f\n\x07\x63reated\x18\x04 \x01(\x03\x12\x16\n\x0e\x62\x61lance_micros\x18\x05 \x01(\x03\"a\n\x0bStreamDelta\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12*\n\ntool_calls\x18\x02 \x03(\x0b\x32\x16.text.v1.ToolCallDelta\x12\x15\n\rlogprobs_json\x18\x03 \x01(\t\"K\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\targuments\x18\x04 \x01(\t\"F\n\x0cStreamFinish\x12\x15\n\rfinish_reason\x18\x01 \x01(\t\x12\x1f\n\x05usage\x18\x02 \x01(\x0b\x32\x10.common.v1.Usage\"\x13\n\x11ListModelsRequest\"H\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x10\n\x08owned_by\x18\x03 \x01(\t\x12\x0f\n\x07\x63reated\x18\x04 \x01(\x03\"4\n\x12ListModelsResponse\x12\x1e\n\x06models\x18\x01 \x03(\x0b\x32\x0e.text.v1.Model\"\x14\n\x12\x43heckStatusRequest\"f\n\x13\x43heckStatusResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x12\n\nlatency_ms\x18\x05 \x01(\x03\x32\xae\x02\n\x0bTextService\x12?\n\x08Generate\x12\x18.text.v1.GenerateRequest\x1a\x19.text.v1.GenerateResponse\x12M\n\x0eGenerateStream\x12\x18.text.v1.GenerateRequest\x1a\x1f.text.v1.GenerateStreamResponse0\x01\x12\x45\n\nListModels\x12\x1a.text.v1.ListModelsRequest\x1a\x1b.text.v1.ListModelsResponse\x12H\n\x0b\x43heckStatus\x12\x1b.text.v1.CheckStatusRequest\x1a\x1c.text.v1.CheckStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,31 +37,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TOOLCALL']._serialized_start=176
   _globals['_TOOLCALL']._serialized_end=231
   _globals['_TOOL']._serialized_start=233
-  _globals['_TOOL']._serialized_end=299
-  _globals['_GENERATEREQUEST']._serialized_start=302
-  _globals['_GENERATEREQUEST']._serialized_end=885
-  _globals['_GENERATERESPONSE']._serialized_start=888
-  _globals['_GENERATERESPONSE']._serialized_end=1127
-  _globals['_GENERATESTREAMRESPONSE']._serialized_start=1130
-  _globals['_GENERATESTREAMRESPONSE']._serialized_end=1282
-  _globals['_STREAMSTART']._serialized_start=1284
-  _globals['_STREAMSTART']._serialized_end=1383
-  _globals['_STREAMDELTA']._serialized_start=1385
-  _globals['_STREAMDELTA']._serialized_end=1482
-  _globals['_TOOLCALLDELTA']._serialized_start=1484
-  _globals['_TOOLCALLDELTA']._serialized_end=1559
-  _globals['_STREAMFINISH']._serialized_start=1561
-  _globals['_STREAMFINISH']._serialized_end=1631
-  _globals['_LISTMODELSREQUEST']._serialized_start=1633
-  _globals['_LISTMODELSREQUEST']._serialized_end=1652
-  _globals['_MODEL']._serialized_start=1654
-  _globals['_MODEL']._serialized_end=1726
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1728
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1780
-  _globals['_CHECKSTATUSREQUEST']._serialized_start=1782
-  _globals['_CHECKSTATUSREQUEST']._serialized_end=1802
-  _globals['_CHECKSTATUSRESPONSE']._serialized_start=1804
-  _globals['_CHECKSTATUSRESPONSE']._serialized_end=1906
-  _globals['_TEXTSERVICE']._serialized_start=1909
-  _globals['_TEXTSERVICE']._serialized_end=2211
+  _globals['_TOOL']._serialized_end=315
+  _globals['_GENERATEREQUEST']._serialized_start=318
+  _globals['_GENERATEREQUEST']._serialized_end=901
+  _globals['_GENERATERESPONSE']._serialized_start=904
+  _globals['_GENERATERESPONSE']._serialized_end=1143
+  _globals['_GENERATESTREAMRESPONSE']._serialized_start=1146
+  _globals['_GENERATESTREAMRESPONSE']._serialized_end=1298
+  _globals['_STREAMSTART']._serialized_start=1300
+  _globals['_STREAMSTART']._serialized_end=1399
+  _globals['_STREAMDELTA']._serialized_start=1401
+  _globals['_STREAMDELTA']._serialized_end=1498
+  _globals['_TOOLCALLDELTA']._serialized_start=1500
+  _globals['_TOOLCALLDELTA']._serialized_end=1575
+  _globals['_STREAMFINISH']._serialized_start=1577
+  _globals['_STREAMFINISH']._serialized_end=1647
+  _globals['_LISTMODELSREQUEST']._serialized_start=1649
+  _globals['_LISTMODELSREQUEST']._serialized_end=1668
+  _globals['_MODEL']._serialized_start=1670
+  _globals['_MODEL']._serialized_end=1742
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1744
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1796
+  _globals['_CHECKSTATUSREQUEST']._serialized_start=1798
+  _globals['_CHECKSTATUSREQUEST']._serialized_end=1818
+  _globals['_CHECKSTATUSRESPONSE']._serialized_start=1820
+  _globals['_CHECKSTATUSRESPONSE']._serialized_end=1922
+  _globals['_TEXTSERVICE']._serialized_start=1925
+  _globals['_TEXTSERVICE']._serialized_end=2227
 # @@protoc_insertion_point(module_scope)
