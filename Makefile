@@ -60,7 +60,7 @@ proto-check: setup  ## fail if the committed stubs differ from what protos/ gene
 lint: setup  ## ruff (lint + format check) and mypy
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy common/src gateway/src text-svc/src image-svc/src settings-svc/src billing-svc/src
+	$(PY) -m mypy common/src gateway/src text-svc/src multimodal-svc/src image-svc/src settings-svc/src billing-svc/src
 	$(PY) -m mypy --strict common/src
 	$(PY) -m mypy --strict provider-plumbing/src chat-codecs/src
 
