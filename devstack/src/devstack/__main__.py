@@ -198,6 +198,8 @@ def main() -> None:
         settings_target = grpc_target(settings_ports)
         billing_target = grpc_target(billing_ports)
         text_target = grpc_target(text_ports)
+        multimodal_ports = [free_port() for _ in range(replicas("MULTIMODAL_SVC"))]
+        multimodal_target = grpc_target(multimodal_ports)
         for name, port in replica_names("settings-svc", settings_ports):
             stack.spawn(
                 name,
@@ -247,6 +249,27 @@ def main() -> None:
                     **instance_env(name),
                 },
             )
+        # The same providers (the demo stand-ins see images too), under multimodal-svc's prefix.
+        vision_providers = {
+            k.replace("TEXT_SVC_", "MULTIMODAL_SVC_", 1): v for k, v in providers.items()
+        }
+        for name, port in replica_names("multimodal-svc", multimodal_ports):
+            stack.spawn(
+                name,
+                "multimodal_svc",
+                {
+                    **service_env(
+                        "MULTIMODAL_SVC_",
+                        "multimodal-svc",
+                        listen=f"127.0.0.1:{port}",
+                        settings_target=settings_target,
+                        billing_target=billing_target,
+                        redis_url=redis_url,
+                    ),
+                    **vision_providers,
+                    **instance_env(name),
+                },
+            )
         host = os.environ.get("GATEWAY_HOST", "127.0.0.1")
         gateway_port = os.environ.get("GATEWAY_PORT", "8080")
         stack.spawn(
@@ -258,6 +281,7 @@ def main() -> None:
                 "GATEWAY_ENVIRONMENT": "development",
                 "GATEWAY_JWT_HS256_SECRET": secrets_["jwt_hs256_secret"],
                 "GATEWAY_TEXT_TARGET": text_target,
+                "GATEWAY_MULTIMODAL_TARGET": multimodal_target,
                 "GATEWAY_SETTINGS_TARGET": settings_target,
                 "GATEWAY_BILLING_TARGET": billing_target,
                 "GATEWAY_SERVICE_TOKEN": _gateway_token(secrets_["service_token_secret"]),
@@ -269,7 +293,7 @@ def main() -> None:
         token = mint(os.environ.get("USER_NAME", "alice"))
         replica_counts = (
             f"settings-svc {len(settings_ports)}, billing-svc {len(billing_ports)},"
-            f" text-svc {len(text_ports)}"
+            f" text-svc {len(text_ports)}, multimodal-svc {len(multimodal_ports)}"
         )
         print(  # noqa: T201 - this is the command's output
             f"""
