@@ -17,6 +17,7 @@ from gateway.chat import completion_json, parse_chat_request
 from gateway.deps import CurrentUser, RequestId, TextClient
 from gateway.errors import ApiError
 from gateway.lean_route import LeanRoute
+from gateway.responses import parse_responses_request, response_json, start_responses_stream
 from gateway.streaming import CREDITS_HEADER, CallCancelled, DisconnectWatcher, start_chat_stream
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -68,6 +69,33 @@ async def create_chat_completion(
     return Response(completion_json(response), headers=headers, media_type="application/json")
 
 
+async def create_response(
+    request: Request,
+    user: CurrentUser,
+    request_id: RequestId,
+    text: TextClient,
+) -> Response:
+    _check_json_content_type(request)
+    parsed = parse_responses_request(await request.body(), request_id)
+    if parsed.stream:
+        return await start_responses_stream(
+            request, text.generate_stream(parsed.generate, user, request_id), parsed
+        )
+    call = text.generate(parsed.generate, user, request_id)
+    watcher = DisconnectWatcher(request.receive, call.cancel)
+    try:
+        response = await call.result()
+    except CallCancelled:
+        return Response(status_code=499)
+    finally:
+        watcher.stop()
+    headers = {}
+    if response.balance_micros >= 0:
+        headers[CREDITS_HEADER] = str(response.balance_micros)
+    body = response_json(response, parsed.echo)
+    return Response(body, headers=headers, media_type="application/json")
+
+
 async def list_models(user: CurrentUser, request_id: RequestId, text: TextClient) -> Response:
     response = await text.list_models(user, request_id)
     body = {
@@ -117,6 +145,30 @@ def build_router(prefix: str, *, deprecated: bool = False) -> APIRouter:
                         "schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}
                     }
                 },
+            }
+        },
+    )
+    router.add_api_route(
+        "/v1/responses",
+        create_response,
+        methods=["POST"],
+        summary="Create a response (OpenAI Responses API, stateless)",
+        description="input, instructions, function tools, tool_choice, text.format, "
+        "max_output_tokens, temperature and stream. Nothing is stored: previous_response_id, "
+        "store: true, background and built-in tools are refused with a 400.",
+        response_model=None,
+        responses={
+            200: {
+                "description": "A response object, or with stream: true the Responses "
+                "server-sent events (response.created ... response.completed)",
+                "content": {"text/event-stream": {}},
+            },
+            **_ERRORS,
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "object"}}},
             }
         },
     )
