@@ -19,6 +19,7 @@ Ctrl-C (or SIGTERM) stops them all.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -285,6 +286,8 @@ def main() -> None:
                 "GATEWAY_SETTINGS_TARGET": settings_target,
                 "GATEWAY_BILLING_TARGET": billing_target,
                 "GATEWAY_SERVICE_TOKEN": _gateway_token(secrets_["service_token_secret"]),
+                # The console make run serves: its own origin may call the API from a browser.
+                "GATEWAY_CORS_ALLOWED_ORIGINS": json.dumps([f"http://{host}:{gateway_port}"]),
                 **instance_env("gateway"),
             },
         )

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from pydantic.json_schema import models_json_schema
+from starlette.middleware.cors import CORSMiddleware
 
 from gateway import schemas
 from gateway.auth import TokenVerifier
@@ -22,6 +23,11 @@ from gateway.routes.multimodal import MULTIMODAL_PREFIXES
 
 # Bodies the handlers validate by hand, described in OpenAPI all the same.
 _HAND_VALIDATED_BODIES = [schemas.ChatCompletionRequest]
+
+
+# What browser clients read off an answer: the request id to quote, the balance after a member
+# request, and when to retry.
+EXPOSED_HEADERS = ["x-request-id", "x-credits-remaining", "retry-after"]
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -56,6 +62,17 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
+    if settings.cors_allowed_origins:
+        # Outermost: a preflight is answered for every route before anything else runs, and
+        # every answer (errors too) exposes the headers browser clients read.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allowed_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=EXPOSED_HEADERS,
+            max_age=600,
+        )
     _complete_openapi(app)
 
     if settings.tracing_enabled():

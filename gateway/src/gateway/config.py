@@ -61,6 +61,9 @@ class Settings(ProcessSettings):
     # OpenTelemetry spans for each request. They cost about as much CPU as the rest of the
     # gateway's own work, so by default only when they are exported (OTEL_EXPORTER_OTLP_ENDPOINT).
     tracing: bool | None = None
+    # Browser origins allowed to call the API (CORS), e.g. '["https://app.example.com"]'. None by
+    # default: a page on another origin cannot read any answer until the operator names it.
+    cors_allowed_origins: list[str] = []
 
     def named_secrets(self) -> dict[str, tuple[str, SecretStr | None]]:
         return {
