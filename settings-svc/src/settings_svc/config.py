@@ -14,9 +14,13 @@ from svc_common.config import ServiceSettings
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="SETTINGS_SVC_", extra="ignore")
 
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    # SecretStr: a URL may carry a password (as billing-svc's).
+    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/postgres")
     db_pool_min_size: int = Field(default=1, ge=0)
     db_pool_max_size: int = Field(default=8, ge=1)
+    # Apply migrations when the server starts (make run, tests). Off where a migration job runs
+    # first (deploy/k8s: `python -m settings_svc migrate`), so replicas never race a schema change.
+    migrate_on_start: bool = True
 
     # Every write publishes "<user_id>:<backend_type>" here so model services drop cached configs.
     redis_url: str = "redis://127.0.0.1:6379/0"

@@ -27,7 +27,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 async def create_pool(settings: Settings) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        settings.database_url,
+        settings.database_url.get_secret_value(),
         min_size=min(settings.db_pool_min_size, settings.db_pool_max_size),
         max_size=settings.db_pool_max_size,
         init=_init_connection,
