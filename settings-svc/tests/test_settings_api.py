@@ -54,8 +54,8 @@ async def test_unsaved_configs_show_defaults_for_members_and_non_members(client:
     )
     assert text.temperature == pytest.approx(0.7)
     assert (multimodal.provider, multimodal.model, multimodal.mode) == ("openai", "gpt-4o", MEMBER)
-    # Member mode for images is "disabled for now": the default is byok even for members.
-    assert (image.provider, image.model, image.mode) == ("openai", "dall-e-3", BYOK)
+    # The image presets offer member mode (issue 11); image-svc's own switch is the gate.
+    assert (image.provider, image.model, image.mode) == ("openai", "gpt-image-2", MEMBER)
     assert not image.HasField("temperature")
     assert not text.api_key.is_set
     assert [c.mode for c in non_member.configs] == [BYOK, BYOK, BYOK]
@@ -239,9 +239,13 @@ async def test_list_presets(client: Client) -> None:
         "stability",
         "automatic1111",
         "comfyui",
+        "openai_compatible",
     ]
-    assert list(images.presets[0].models) == ["dall-e-3", "dall-e-2", "gpt-image-1"]
+    # OpenAI retired DALL-E and gpt-image-1 (issue 11): their shapes live on for compatible servers.
+    assert list(images.presets[0].models) == ["gpt-image-2", "gpt-image-2-2026-04-21"]
     assert images.presets[0].api_style == "dalle"
+    assert list(images.presets[4].models) == ["dall-e-3", "dall-e-2"]
+    assert images.presets[4].api_style == "dalle"
 
 
 async def test_operator_preset_changes_are_picked_up_on_reload(
@@ -285,7 +289,7 @@ BAD_CONFIGS = [
         id="anthropic-temperature-above-1",
     ),
     pytest.param(
-        config(IMAGE, "openai", "dall-e-3", temperature=0.5, mode=BYOK),
+        config(IMAGE, "openai", "gpt-image-2", temperature=0.5, mode=BYOK),
         "temperature",
         id="image-temp",
     ),
@@ -395,7 +399,7 @@ async def test_member_mode_needs_a_member_and_a_preset_that_offers_it(
     )
     err = await rpc_error(
         client.as_("m", member=True).PutConfig(
-            put(config(IMAGE, "openai", "dall-e-3", mode=MEMBER))
+            put(config(IMAGE, "openai_compatible", "dall-e-3", mode=MEMBER))
         )
     )
     assert err.code == grpc.StatusCode.FAILED_PRECONDITION

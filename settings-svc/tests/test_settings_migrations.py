@@ -31,7 +31,12 @@ from settings_svc.server import create_server
 
 pytestmark = pytest.mark.timeout(90)
 
-MIGRATIONS = ["0001_schema.sql", "0002_seed_presets.sql", "0003_keyed_key_fingerprints.sql"]
+MIGRATIONS = [
+    "0001_schema.sql",
+    "0002_seed_presets.sql",
+    "0003_keyed_key_fingerprints.sql",
+    "0004_image_presets.sql",
+]
 
 
 async def _fetch(database_url: str, query: str, *args: object) -> list[asyncpg.Record]:
@@ -57,7 +62,7 @@ async def test_migrations_apply_from_an_empty_database(
         assert {r["backend_type"]: r["n"] for r in presets} == {
             "text": 5,
             "multimodal": 4,
-            "image": 4,
+            "image": 5,
         }
 
 
@@ -72,7 +77,7 @@ async def test_two_instances_starting_together_apply_each_migration_once(
             client = Client(srv.port)
             try:
                 presets = await client.as_().ListPresets(settings_pb2.ListPresetsRequest())
-                assert len(presets.presets) == 13
+                assert len(presets.presets) == 14
             finally:
                 await client.close()
     finally:

@@ -108,7 +108,9 @@ async def test_byok_without_a_key_says_how_to_set_one(client: Client) -> None:
     assert err.message == (
         "no API key set for text (byok): set one with PUT /api/settings/llm/text/api-key"
     )
-    err = await rpc_error(client.as_("nm", service="image-svc").ResolveConfig(resolve(IMAGE)))
+    err = await rpc_error(
+        client.as_("nm", service="image-svc", member=False).ResolveConfig(resolve(IMAGE))
+    )
     assert "PUT /api/settings/llm/image/api-key" in err.message
 
 
