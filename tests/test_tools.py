@@ -303,3 +303,25 @@ async def test_the_anthropic_stand_in_speaks_tool_use_to_the_anthropic_sdk(
             final = await stream.get_final_message()
         assert final.stop_reason == "tool_use"
         assert final.content[0].input == WEATHER_ARGUMENTS  # type: ignore[union-attr]
+
+
+async def test_models_unknown_model_and_trailing_slash(platform: Platform) -> None:
+    await platform.grant("alice", 5_000_000)
+    client = platform.client("alice")
+    with pytest.raises(openai.NotFoundError) as caught:
+        await client.chat.completions.create(model="gpt-nope", messages=QUESTION)
+    assert caught.value.body["code"] == "model_not_found"
+    model = await client.models.retrieve("gpt-4o-mini")
+    assert (model.id, model.object) == ("gpt-4o-mini", "model")
+    assert model.created > 1_600_000_000  # a real time, not 0
+    with pytest.raises(openai.NotFoundError) as caught:
+        await client.models.retrieve("gpt-nope")
+    assert caught.value.body["code"] == "model_not_found"
+    async with httpx.AsyncClient(base_url=platform.gateway_url, timeout=10) as http:
+        response = await http.post(
+            "/api/text-proxy/v1/chat/completions/",
+            headers=platform.auth("alice"),
+            json={"model": "gpt-4o-mini", "messages": QUESTION},
+        )
+    assert response.status_code == 200
+    assert response.json()["object"] == "chat.completion"

@@ -288,11 +288,14 @@ async def test_client_disconnect_before_the_answer_cancels_the_backend_call(
 async def test_models_in_openai_list_shape(gateway: httpx.AsyncClient) -> None:
     response = await gateway.get("/api/text-proxy/v1/models")
     assert response.status_code == 200
+    # Issue 9: `created` is a real time (the gateway's start when the provider gives none).
+    created = response.json()["data"][0]["created"]
+    assert created > 1_600_000_000
     assert response.json() == {
         "object": "list",
         "data": [
-            {"id": "gpt-test", "object": "model", "created": 0, "owned_by": "openai"},
-            {"id": "gpt-test-mini", "object": "model", "created": 0, "owned_by": "openai"},
+            {"id": "gpt-test", "object": "model", "created": created, "owned_by": "openai"},
+            {"id": "gpt-test-mini", "object": "model", "created": created, "owned_by": "openai"},
         ],
     }
 

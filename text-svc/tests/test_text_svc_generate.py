@@ -147,7 +147,6 @@ async def test_health_answers_serving(start_text_svc: StartTextSvc) -> None:
             "messages[0].role",
             "system, user, assistant or tool",  # issue 9: tool messages are taken
         ),
-        ({"model": "gpt-nope"}, "model", "use one of: gpt-4o-mini, gpt-4o"),
         ({"temperature": 2.5}, "temperature", "between 0 and 2"),
         ({"top_p": 1.5}, "top_p", "between 0 and 1"),
         ({"max_tokens": 0}, "max_tokens", "between 1 and"),
@@ -169,6 +168,17 @@ async def test_invalid_requests_say_what_to_change(
     assert words in remote.message
     assert svc.openai.requests == []
     assert await svc.usage_event_count() == 0
+
+
+async def test_a_model_not_offered_is_not_found(start_text_svc: StartTextSvc) -> None:
+    # Issue 9: OpenAI's answer to an unknown model is a 404 model_not_found (was a 400).
+    svc = await start_text_svc(models="gpt-4o-mini,gpt-4o")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await svc.stub.Generate(ask(model="gpt-nope"), metadata=svc.metadata(), timeout=10)
+    remote = from_rpc_error(caught.value)
+    assert (remote.code, remote.param) == (grpc.StatusCode.NOT_FOUND, "model")
+    assert "use one of: gpt-4o-mini, gpt-4o" in remote.message
+    assert svc.openai.requests == []
 
 
 async def test_anthropic_temperature_range_is_zero_to_one(start_text_svc: StartTextSvc) -> None:

@@ -25,7 +25,7 @@ from chat_codecs import (
 )
 from grpc_stubs.text.v1 import text_pb2
 from svc_common.auth import Caller
-from svc_common.errors import FailedPrecondition, InvalidArgument
+from svc_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from text_svc.config import KNOWN_PROVIDERS, Settings
 from text_svc.config_source import TextConfig, api_style_for
 from upstream import Endpoint, Route
@@ -310,7 +310,8 @@ def _model(requested: str, config: TextConfig) -> str:
         return requested
     offered = config.models or (config.model,)
     if requested not in offered:
-        raise InvalidArgument(
+        # OpenAI's answer to an unknown model: 404 model_not_found (the gateway maps it).
+        raise NotFound(
             f"model {requested[:MAX_MODEL_NAME]!r} is not offered for {config.provider}; "
             f"use one of: {', '.join(offered)}",
             param="model",

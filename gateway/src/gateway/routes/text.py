@@ -6,10 +6,12 @@ one router per prefix, so that each route knows its full path (metrics and trace
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
+from fastapi.routing import APIRoute
 from starlette.responses import Response
 
 from gateway import schemas
@@ -19,6 +21,7 @@ from gateway.errors import ApiError
 from gateway.lean_route import LeanRoute
 from gateway.responses import parse_responses_request, response_json, start_responses_stream
 from gateway.streaming import CREDITS_HEADER, CallCancelled, DisconnectWatcher, start_chat_stream
+from grpc_stubs.text.v1 import text_pb2
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": schemas.ErrorResponse}
@@ -96,16 +99,39 @@ async def create_response(
     return Response(body, headers=headers, media_type="application/json")
 
 
+# A model whose provider tells no created time (a configured model, a local server's) is dated
+# when this gateway started: a real time, stable between calls.
+_STARTED = int(time.time())
+
+
+def _model_card(m: text_pb2.Model) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "object": "model",
+        "created": m.created or _STARTED,
+        "owned_by": m.owned_by or m.provider,
+    }
+
+
 async def list_models(user: CurrentUser, request_id: RequestId, text: TextClient) -> Response:
     response = await text.list_models(user, request_id)
-    body = {
-        "object": "list",
-        "data": [
-            {"id": m.id, "object": "model", "created": 0, "owned_by": m.owned_by or m.provider}
-            for m in response.models
-        ],
-    }
+    body = {"object": "list", "data": [_model_card(m) for m in response.models]}
     return Response(orjson.dumps(body), media_type="application/json")
+
+
+async def get_model(
+    model: str, user: CurrentUser, request_id: RequestId, text: TextClient
+) -> Response:
+    response = await text.list_models(user, request_id)
+    for m in response.models:
+        if m.id == model:
+            return Response(orjson.dumps(_model_card(m)), media_type="application/json")
+    raise ApiError(
+        404,
+        f"The model '{model[:256]}' does not exist or you do not have access to it.",
+        code="model_not_found",
+        param="model",
+    )
 
 
 async def get_status(user: CurrentUser, request_id: RequestId, text: TextClient) -> Response:
@@ -173,6 +199,14 @@ def build_router(prefix: str, *, deprecated: bool = False) -> APIRouter:
         },
     )
     router.add_api_route(
+        "/v1/models/{model:path}",
+        get_model,
+        methods=["GET"],
+        summary="One model of your text provider (OpenAI model shape)",
+        response_model=None,
+        responses={200: {"model": schemas.ModelCard}, **_ERRORS},
+    )
+    router.add_api_route(
         "/v1/models",
         list_models,
         methods=["GET"],
@@ -190,4 +224,15 @@ def build_router(prefix: str, *, deprecated: bool = False) -> APIRouter:
             responses={200: {"model": schemas.ProviderStatus}, **_ERRORS},
             include_in_schema=path == "/status",
         )
+    # OpenAI clients built with a trailing slash in the base URL (or a path) call ".../path/": the
+    # same handler answers there, unlisted, rather than a redirect SDKs do not follow for POST.
+    for route in list(router.routes):
+        if isinstance(route, APIRoute) and not route.path.endswith(("/", "}")):
+            router.add_api_route(
+                route.path.removeprefix(prefix) + "/",
+                route.endpoint,
+                methods=list(route.methods or ()),
+                response_model=None,
+                include_in_schema=False,
+            )
     return router
