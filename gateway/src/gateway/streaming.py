@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -267,9 +267,23 @@ class ChunkWriter:
             + self._logprobs_close
         )
 
-    def tool_calls(self, calls: Iterable[text_pb2.ToolCallDelta]) -> bytes:
+    def tool_calls(self, calls: Sequence[text_pb2.ToolCallDelta]) -> bytes:
         """As OpenAI streams them: a call's first piece has its id, type and name, with
         arguments ""; the later pieces only the index and more arguments."""
+        if len(calls) == 1 and not calls[0].id and not calls[0].name:
+            # The usual chunk: more arguments of one call, from a byte template like content.
+            call = calls[0]
+            return b"".join(
+                (
+                    self._open,
+                    b'{"tool_calls":[{"index":',
+                    str(call.index).encode(),
+                    b',"function":{"arguments":',
+                    orjson.dumps(call.arguments),
+                    b"}}]}",
+                    self._close,
+                )
+            )
         pieces: list[dict[str, Any]] = []
         for call in calls:
             if call.id or call.name:
