@@ -32,6 +32,15 @@ DECLARED: dict[str, set[str]] = {
     "config_resolution": {"ConfigResolver"},
     "holds": {"NO_BALANCE", "Hold", "HoldClient", "Route"},
     "logging": {"JsonFormatter", "scrub", "setup_logging"},
+    "metrics": {
+        "LATENCY_BUCKETS",
+        "REGISTRY",
+        "MethodMetrics",
+        "MetricsServer",
+        "client_method",
+        "server_method",
+        "split_method",
+    },
     "migrations": {"apply_migrations"},
     "names": {
         "BACKEND_TYPES",

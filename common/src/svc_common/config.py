@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Literal, Self
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Secret values that have been published (as defaults in this repository's compose file, docs or
@@ -135,6 +135,9 @@ class ServiceSettings(ProcessSettings):
     service_token: SecretStr | None = None
     # SIGTERM: the calls in flight (and background work) get this long to finish.
     grace_seconds: float = 10.0
+    # The Prometheus metrics port (<PREFIX>METRICS_PORT), on the host of `listen`; unset: no
+    # metrics port; 0 picks a free port (tests). See svc_common.metrics.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
     def named_secrets(self) -> dict[str, tuple[str, SecretStr | None]]:
         """Subclasses with more secrets extend it."""

@@ -16,14 +16,23 @@ Retries: gRPC's transparent retries (the call never left this client, or the ser
 it) are on for every method. Beyond those, UNAVAILABLE is retried only for reads: a server may
 answer UNAVAILABLE after it did the work (text-svc does so for a provider outage after it has
 called the provider), so retrying a call that reaches a provider or moves money would repeat both.
+
+Metrics: every channel counts its calls per method and status, their latency and those in flight
+(svc_common.metrics). Not through a grpc.aio client interceptor: an intercepted call runs inside
+a task of its own, which costs more than the metrics and changes what `call.cancel()` reaches.
+The channel hands out its own multicallables, each with its method's metrics bound once, and a
+call reports when it ends through `add_done_callback` (streams: when the stream ends).
 """
 
 from __future__ import annotations
 
 import json
+from types import TracebackType
+from typing import Any
 
 import grpc
 
+from svc_common import metrics
 from svc_common.telemetry import client_interceptors
 
 # Idempotent reads, by service: retried on UNAVAILABLE. Anything not named here (text.v1
@@ -108,6 +117,80 @@ SERVER_OPTIONS = [
 
 
 def channel(target: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(
-        target, options=CHANNEL_OPTIONS, interceptors=client_interceptors()
+    return metered(
+        grpc.aio.insecure_channel(
+            target, options=CHANNEL_OPTIONS, interceptors=client_interceptors()
+        )
     )
+
+
+def metered(inner: grpc.aio.Channel) -> grpc.aio.Channel:
+    """`inner` with every call it makes counted (see the module's docstring)."""
+    return _MeteredChannel(inner)
+
+
+class _MeteredUnaryUnary:
+    __slots__ = ("_inner", "_meter")
+
+    def __init__(self, inner: Any, meter: metrics.MethodMetrics) -> None:
+        self._inner = inner
+        self._meter = meter
+
+    def __call__(self, request: Any, **kwargs: Any) -> Any:
+        started = self._meter.begin()
+        try:
+            call = self._inner(request, **kwargs)
+        except BaseException:
+            self._meter.end(None, started)
+            raise
+        call.add_done_callback(self._meter.ended(started))
+        return call
+
+
+class _MeteredChannel(grpc.aio.Channel):
+    """A grpc.aio channel (its public interface, delegated) whose unary-request calls are counted;
+    client-streaming methods pass through uncounted (no service has one)."""
+
+    def __init__(self, inner: grpc.aio.Channel) -> None:
+        self._inner = inner
+
+    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return _MeteredUnaryUnary(
+            self._inner.unary_unary(method, *args, **kwargs),
+            metrics.client_method(method, "unary_unary"),
+        )
+
+    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return _MeteredUnaryUnary(
+            self._inner.unary_stream(method, *args, **kwargs),
+            metrics.client_method(method, "unary_stream"),
+        )
+
+    def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._inner.stream_unary(method, *args, **kwargs)
+
+    def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._inner.stream_stream(method, *args, **kwargs)
+
+    async def close(self, grace: float | None = None) -> None:
+        await self._inner.close(grace)
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        return self._inner.get_state(try_to_connect)
+
+    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
+        await self._inner.wait_for_state_change(last_observed_state)
+
+    async def channel_ready(self) -> None:
+        await self._inner.channel_ready()
+
+    async def __aenter__(self) -> _MeteredChannel:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        await self._inner.close(None)

@@ -1,7 +1,7 @@
 """gRPC server bootstrap shared by every service: service-token auth, error mapping, tracing,
 health, reflection, graceful stop (the process around it: svc_common.lifecycle).
 
-Auth and error mapping wrap each method handler once, when a servicer is registered, rather than
+Auth, error mapping and metrics (svc_common.metrics) wrap each method handler once, when a servicer is registered, rather than
 as grpc.aio interceptors: an interceptor runs per call and builds a new handler each time, which
 cost more CPU than a short RPC's own work. OpenTelemetry's interceptor is installed only when a
 tracer provider is (telemetry.server_interceptors)."""
@@ -9,6 +9,7 @@ tracer provider is (telemetry.server_interceptors)."""
 from __future__ import annotations
 
 import logging
+from asyncio import CancelledError
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from svc_common import grpc_client
+from svc_common import grpc_client, metrics
 from svc_common.auth import CallRefused, ServiceAuth, bind_caller
 from svc_common.config import ServiceSettings
 from svc_common.errors import InvalidArgument, abort_with
@@ -109,13 +110,25 @@ class _GuardedServer(grpc.aio.Server):
         parse = handler.request_deserializer
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _guard_unary(self._auth, method, handler.unary_unary, parse),
+                _guard_unary(
+                    self._auth,
+                    method,
+                    handler.unary_unary,
+                    parse,
+                    metrics.server_method(method, "unary_unary"),
+                ),
                 request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _guard_stream(self._auth, method, handler.unary_stream, parse),
+                _guard_stream(
+                    self._auth,
+                    method,
+                    handler.unary_stream,
+                    parse,
+                    metrics.server_method(method, "unary_stream"),
+                ),
                 request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
@@ -163,25 +176,54 @@ def _parsed(parse: Any, request: Any) -> Any:
         ) from None
 
 
-def _guard_unary(auth: ServiceAuth, method: str, inner: Any, parse: Any) -> Any:
+def _ended_with(context: grpc.aio.ServicerContext, err: BaseException) -> grpc.StatusCode:
+    """The status a call that raised ends with: an abort's code (set on the context), else
+    CANCELLED (the caller went away) or UNKNOWN."""
+    code: grpc.StatusCode | None = context.code()
+    if code is not None:
+        return code
+    return grpc.StatusCode.CANCELLED if isinstance(err, CancelledError) else grpc.StatusCode.UNKNOWN
+
+
+def _guard_unary(
+    auth: ServiceAuth, method: str, inner: Any, parse: Any, meter: metrics.MethodMetrics
+) -> Any:
     async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await _authenticate(auth, context)
+        started = meter.begin()
+        code = grpc.StatusCode.OK
         try:
-            return await inner(_parsed(parse, request), context)
-        except Exception as err:
-            await abort_with(context, err, method)
+            await _authenticate(auth, context)
+            try:
+                return await inner(_parsed(parse, request), context)
+            except Exception as err:
+                await abort_with(context, err, method)
+        except BaseException as err:
+            code = _ended_with(context, err)
+            raise
+        finally:
+            meter.end(code, started)
 
     return unary_unary
 
 
-def _guard_stream(auth: ServiceAuth, method: str, inner: Any, parse: Any) -> Any:
+def _guard_stream(
+    auth: ServiceAuth, method: str, inner: Any, parse: Any, meter: metrics.MethodMetrics
+) -> Any:
     async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        await _authenticate(auth, context)
+        started = meter.begin()
+        code = grpc.StatusCode.OK
         try:
-            async for message in inner(_parsed(parse, request), context):
-                yield message
-        except Exception as err:
-            await abort_with(context, err, method)
+            await _authenticate(auth, context)
+            try:
+                async for message in inner(_parsed(parse, request), context):
+                    yield message
+            except Exception as err:
+                await abort_with(context, err, method)
+        except BaseException as err:
+            code = _ended_with(context, err)
+            raise
+        finally:
+            meter.end(code, started)
 
     return unary_stream
 

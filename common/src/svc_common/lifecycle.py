@@ -13,6 +13,9 @@ A service subclasses `Service`, fills in the hooks it needs, and its `__main__` 
     close()       releases what open() took, after calls and tasks are done
     hangup()      SIGHUP: re-read what operators change at run time
 
+With <PREFIX>METRICS_PORT set, the metrics port (svc_common.metrics) is served from before the
+first call until the service has stopped.
+
 Tests build a service with its factory and call `start()` / `stop(grace)` themselves; processes
 call `run(serve(create_server))`, which adds uvloop and the signals.
 """
@@ -31,6 +34,7 @@ import uvloop
 
 from svc_common.config import ServiceSettings
 from svc_common.grpc_server import GrpcService
+from svc_common.metrics import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +66,16 @@ class Service:
         self._tasks: dict[asyncio.Task[None], BackgroundTask] = {}
         self._started = False
         self._stopped = False
+        self._metrics: MetricsServer | None = None
 
     @property
     def port(self) -> int:
         return self.grpc.port
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The bound metrics port while serving (None: no metrics port configured)."""
+        return self._metrics.port if self._metrics is not None else None
 
     # Hooks ---------------------------------------------------------------------------------
 
@@ -105,6 +115,9 @@ class Service:
             if self.migrate_on_start():
                 await self.migrate()
             await self.ready()
+            if self.settings.metrics_port is not None:
+                host = self.settings.listen.rpartition(":")[0].strip("[]") or "0.0.0.0"
+                self._metrics = MetricsServer(host, self.settings.metrics_port)
             await self.grpc.start()
             # After the server answers: what a background task changes (a usage event applied)
             # is then always readable through the service.
@@ -114,7 +127,10 @@ class Service:
         except BaseException:
             await self._stop_tasks(0)
             await self.close()
+            await self._close_metrics()
             raise
+        if self._metrics is not None:
+            log.info("%s metrics on port %d", self.name, self._metrics.port)
         log.info("%s ready on port %d", self.name, self.port)
 
     async def stop(self, grace: float | None = None) -> None:
@@ -128,6 +144,12 @@ class Service:
         await self.grpc.stop(grace)
         await self._stop_tasks(grace)
         await self.close()
+        await self._close_metrics()
+
+    async def _close_metrics(self) -> None:
+        if self._metrics is not None:
+            metrics_server, self._metrics = self._metrics, None
+            await asyncio.to_thread(metrics_server.close)
 
     async def _stop_tasks(self, grace: float) -> None:
         finishing = [task for task, spec in self._tasks.items() if spec.finishes]
