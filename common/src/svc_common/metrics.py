@@ -40,7 +40,8 @@ REGISTRY: CollectorRegistry = _DEFAULT_REGISTRY
 
 # From a cached settings lookup (sub-millisecond) to a whole model stream (minutes).
 LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1, 2.5, 5, 10, 30, 60, 120, 300,
 )  # fmt: skip
 
 _METHOD_LABELS = ("grpc_type", "grpc_service", "grpc_method")
