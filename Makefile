@@ -70,6 +70,7 @@ format: setup  ## apply ruff's formatting and fixable lint
 
 bench: setup  ## benchmarks against the stand-ins; writes docs/benchmarks.md
 	$(PY) -m bench
+	$(PY) -m bench.multimodal
 
 token: setup  ## a dev JWT for USER (make token USER=alice); the token alone on the last line
 	@$(PY) -m devstack.token $(WHO)
