@@ -35,6 +35,7 @@ DECLARED: dict[str, set[str]] = {
     "metrics": {
         "LATENCY_BUCKETS",
         "REGISTRY",
+        "SETTINGS_CACHE_LOOKUPS",
         "MethodMetrics",
         "MetricsServer",
         "client_method",

@@ -3,7 +3,8 @@
 `ConfigResolver` calls `ResolveConfig` and keeps the answer per (user, membership) for a TTL in
 a `cachetools.TTLCache` (least recently used evicted first); a settings-changed message for the
 user and this backend type drops it at once, a resubscription drops everything
-(`svc_common.settings_changes.watch` drives `invalidate` and `clear`).
+(`svc_common.settings_changes.watch` drives `invalidate` and `clear`). Hits and misses are
+counted per backend type (`settings_config_cache_lookups_total`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import grpc
 from cachetools import TTLCache
 
 from grpc_stubs.settings.v1 import settings_pb2, settings_pb2_grpc
-from svc_common import grpc_client, settings_changes
+from svc_common import grpc_client, metrics, settings_changes
 from svc_common.auth import Caller, forward_metadata
 from svc_common.errors import from_rpc_error, reraise
 from svc_common.names import BACKEND_TYPE_ENUMS
@@ -57,13 +58,17 @@ class ConfigResolver(Generic[Config]):
         self._stub = settings_pb2_grpc.SettingsServiceStub(self._channel)
         # Bumped by every invalidation: a lookup that began before one is not cached.
         self._epoch = 0
+        self._hits = metrics.SETTINGS_CACHE_LOOKUPS.labels(backend_type, "hit")
+        self._misses = metrics.SETTINGS_CACHE_LOOKUPS.labels(backend_type, "miss")
 
     async def resolve(self, who: Caller, timeout_s: float) -> Config:
         """The caller's config; raises the ServiceError settings-svc sent (what to change)."""
         key = (who.user_id, who.is_member)
         hit = self._cache.get(key)
         if hit is not None:
+            self._hits.inc()
             return hit
+        self._misses.inc()
         epoch = self._epoch
         try:
             resolved = await self._stub.ResolveConfig(

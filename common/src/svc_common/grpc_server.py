@@ -3,9 +3,9 @@ health, reflection, graceful stop (the process around it: svc_common.lifecycle).
 
 Auth, error mapping and metrics (svc_common.metrics) wrap each method handler once, when a
 servicer is registered, rather than as grpc.aio interceptors: an interceptor runs per call and
-builds a new handler each time, which
-cost more CPU than a short RPC's own work. OpenTelemetry's interceptor is installed only when a
-tracer provider is (telemetry.server_interceptors)."""
+builds a new handler each time, which cost more CPU than a short RPC's own work.
+OpenTelemetry's interceptor is installed only when a tracer provider is
+(telemetry.server_interceptors)."""
 
 from __future__ import annotations
 

@@ -29,6 +29,7 @@ from prometheus_client import (
 __all__ = [
     "LATENCY_BUCKETS",
     "REGISTRY",
+    "SETTINGS_CACHE_LOOKUPS",
     "MethodMetrics",
     "MetricsServer",
     "client_method",
@@ -82,6 +83,15 @@ _CLIENT_IN_FLIGHT = Gauge(
     "grpc_client_in_flight",
     "gRPC calls to other services not yet ended",
     _METHOD_LABELS,
+    registry=REGISTRY,
+)
+
+
+# svc_common.config_resolution: resolved configs answered from the cache or asked of settings-svc.
+SETTINGS_CACHE_LOOKUPS = Counter(
+    "settings_config_cache_lookups",
+    "Config lookups of a model service, by backend type and result (hit: from its cache)",
+    ["backend_type", "result"],
     registry=REGISTRY,
 )
 

@@ -8,6 +8,11 @@ and every model service, whatever is attempted (a unary call, opening a stream):
 
 What the caller is told about a failure is the service's: a `RouteFailed` names the route and the
 ProviderError.
+
+Every attempt is measured per provider and model (svc_common.metrics' registry): its time to the
+answer (a stream: to its first event) by outcome, and provider errors by failure, mid-stream ones
+included. A model is a label only for the operator's endpoints and up to MAX_MODEL_LABELS
+distinct ones; a model named in a user's own base-URL config, or any beyond, counts as "other".
 """
 
 from __future__ import annotations
@@ -15,10 +20,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from prometheus_client import Counter, Histogram
+
+from svc_common.metrics import LATENCY_BUCKETS, REGISTRY
 from upstream.failures import Failure, ProviderError
 from upstream.pool import C, ClientPool, Endpoint, Lease
 
@@ -28,6 +37,46 @@ T = TypeVar("T")
 E = TypeVar("E")
 # Failures worth trying the next route for: the route is down, not the request wrong.
 FALLBACK_ON = frozenset({Failure.UNAVAILABLE, Failure.ERROR})
+
+MAX_MODEL_LABELS = 200
+_ATTEMPT_SECONDS = Histogram(
+    "provider_attempt_seconds",
+    "One attempt at a provider: time to its answer (a stream: to its first event), by outcome",
+    ["provider", "model", "outcome"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+_PROVIDER_ERRORS = Counter(
+    "provider_errors",
+    "Provider failures by kind (auth, rate_limited, unavailable, error, timeout, ...), attempts"
+    " and mid-stream failures alike",
+    ["provider", "model", "failure"],
+    registry=REGISTRY,
+)
+_labelled_models: set[tuple[str, str]] = set()
+
+
+def _model_label(endpoint: Endpoint, model: str) -> str:
+    """The model as a label value: never one from a user's own base URL (free text), and at most
+    MAX_MODEL_LABELS distinct ones, so a label can neither carry what a user typed nor grow
+    without bound."""
+    if endpoint.user_base_url:
+        return "other"
+    key = (endpoint.provider, model)
+    if key in _labelled_models:
+        return model
+    if len(_labelled_models) >= MAX_MODEL_LABELS:
+        return "other"
+    _labelled_models.add(key)
+    return model
+
+
+def _measured(route: Route, started: float, failure: Failure | None) -> None:
+    model = _model_label(route.endpoint, route.model)
+    outcome = "ok" if failure is None else failure.value
+    _ATTEMPT_SECONDS.labels(route.provider, model, outcome).observe(time.perf_counter() - started)
+    if failure is not None:
+        _PROVIDER_ERRORS.labels(route.provider, model, failure.value).inc()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +141,17 @@ class OpenStream(Generic[C, E]):
             async with asyncio.timeout(self._idle):
                 return await anext(self._events)
         except TimeoutError:
+            self._failed(Failure.TIMEOUT)
             raise ProviderError(
                 Failure.TIMEOUT, f"no output for {self._idle:g}s mid-answer"
             ) from None
+        except ProviderError as err:
+            self._failed(err.failure)
+            raise
+
+    def _failed(self, failure: Failure) -> None:
+        model = _model_label(self.route.endpoint, self.route.model)
+        _PROVIDER_ERRORS.labels(self.route.provider, model, failure.value).inc()
 
     async def aclose(self) -> None:
         if self._closed:
@@ -214,13 +271,20 @@ class Attempts(Generic[C]):
         self, route: Route, deadline: float, once: Callable[[C, Route], Awaitable[T]]
     ) -> T:
         lease = self._clients.acquire(route.endpoint)
+        started = time.perf_counter()
         try:
             async with asyncio.timeout_at(self._attempt_deadline(deadline)):
-                return await once(lease.client, route)
+                answer = await once(lease.client, route)
         except TimeoutError:
+            _measured(route, started, Failure.TIMEOUT)
             raise ProviderError(Failure.TIMEOUT, "no answer in time") from None
+        except ProviderError as err:
+            _measured(route, started, err.failure)
+            raise
         finally:
             self._clients.release(lease)
+        _measured(route, started, None)
+        return answer
 
     async def _open_once(
         self,
@@ -230,6 +294,7 @@ class Attempts(Generic[C]):
     ) -> OpenStream[C, E]:
         lease = self._clients.acquire(route.endpoint)
         events = open_events(lease.client, route)
+        started = time.perf_counter()
         try:
             async with asyncio.timeout_at(self._attempt_deadline(deadline)):
                 first = await anext(events)
@@ -239,8 +304,13 @@ class Attempts(Generic[C]):
             finally:
                 self._clients.release(lease)
             if isinstance(err, TimeoutError):
+                _measured(route, started, Failure.TIMEOUT)
                 raise ProviderError(Failure.TIMEOUT, "no output in time") from None
             if isinstance(err, StopAsyncIteration):
+                _measured(route, started, Failure.ERROR)
                 raise ProviderError(Failure.ERROR, "the stream ended without an answer") from None
+            if isinstance(err, ProviderError):
+                _measured(route, started, err.failure)
             raise
+        _measured(route, started, None)
         return OpenStream(route, first, events, lease, self._clients, self._policy.idle_timeout_s)
