@@ -17,6 +17,8 @@ from typing import Any
 import grpc
 import openai
 from gateway_server import serve_gateway
+from image_svc.config import Settings as ImageSettings
+from image_svc.server import create_server as create_image
 from multimodal_svc.config import Settings as MultimodalSettings
 from multimodal_svc.server import create_server as create_multimodal
 
@@ -37,6 +39,8 @@ PLATFORM_ANTHROPIC_KEY = "sk-ant-platform-00000000000000002"
 # Keys users bring (BYOK); the stand-ins accept them so tests can see which one arrived.
 USER_OPENAI_KEY = "sk-user-byok-openai-aaaaaaaaaaaa9999"
 USER_ANTHROPIC_KEY = "sk-ant-user-byok-bbbbbbbbbbbb8888"
+PLATFORM_STABILITY_KEY = "sk-platform-stability-000000000003"
+USER_STABILITY_KEY = "sk-user-byok-stability-cccccccc7777"
 
 
 @dataclass
@@ -54,6 +58,11 @@ class Platform:
     settings_port: int
     multimodal_settings: MultimodalSettings | None = None
     multimodal_port: int = 0
+    stability: StandIn | None = None
+    automatic1111: StandIn | None = None
+    comfyui: StandIn | None = None
+    image_settings: ImageSettings | None = None
+    image_port: int = 0
     _clients: list[openai.AsyncOpenAI] = field(default_factory=list)
 
     def token(self, user: str, *, member: bool = True, ttl_s: int = 3600) -> str:
@@ -100,6 +109,7 @@ async def running_platform(
     billing: dict[str, Any] | None = None,
     gateway: dict[str, Any] | None = None,
     multimodal: dict[str, Any] | None = None,
+    image: dict[str, Any] | None = None,
     stand_in_knobs: dict[str, Any] | None = None,
 ) -> AsyncIterator[Platform]:
     service_secret = secrets.token_urlsafe(32)
@@ -115,6 +125,11 @@ async def running_platform(
             StandIn("anthropic", keys={PLATFORM_ANTHROPIC_KEY, USER_ANTHROPIC_KEY}, **knobs)
         )
         ollama_stand_in = await stack.enter_async_context(StandIn("ollama", **knobs))
+        stability_stand_in = await stack.enter_async_context(
+            StandIn("stability", keys={PLATFORM_STABILITY_KEY, USER_STABILITY_KEY}, **knobs)
+        )
+        a1111_stand_in = await stack.enter_async_context(StandIn("automatic1111", **knobs))
+        comfyui_stand_in = await stack.enter_async_context(StandIn("comfyui", **knobs))
 
         settings_settings = SettingsSettings(
             environment="test",
@@ -185,11 +200,36 @@ async def running_platform(
         await multimodal_server.start()
         stack.push_async_callback(multimodal_server.stop, None)
 
+        image_settings = ImageSettings(
+            environment="test",
+            service_token_secret=service_secret,
+            service_token=mint_service_token(service_secret, "image-svc"),
+            settings_target=f"127.0.0.1:{settings_server.port}",
+            billing_target=f"127.0.0.1:{billing_server.port}",
+            redis_url=redis_url,
+            redis_prefix=f"{prefix}image-svc:",
+            usage_stream=f"{prefix}usage-events",
+            settings_changed_channel=channel,
+            openai_base_url=openai_stand_in.sdk_base_url,
+            openai_api_key=PLATFORM_OPENAI_KEY,
+            stability_base_url=stability_stand_in.base_url,
+            stability_api_key=PLATFORM_STABILITY_KEY,
+            automatic1111_base_url=a1111_stand_in.base_url,
+            automatic1111_poll_s=0.02,
+            comfyui_base_url=comfyui_stand_in.base_url,
+            image_url_secret=secrets.token_urlsafe(32),
+            **{"allowed_base_url_hosts": ["127.0.0.1"], **(image or {})},
+        )
+        image_server = create_image(image_settings)
+        await image_server.start()
+        stack.push_async_callback(image_server.stop, None)
+
         gateway_settings = GatewaySettings(
             environment="test",
             jwt_hs256_secret=jwt_secret,
             text_target=f"127.0.0.1:{text_server.port}",
             multimodal_target=f"127.0.0.1:{multimodal_server.port}",
+            image_target=f"127.0.0.1:{image_server.port}",
             settings_target=f"127.0.0.1:{settings_server.port}",
             billing_target=f"127.0.0.1:{billing_server.port}",
             service_token=mint_service_token(service_secret, "gateway"),
@@ -210,6 +250,11 @@ async def running_platform(
             settings_port=settings_server.port,
             multimodal_settings=multimodal_settings,
             multimodal_port=multimodal_server.port,
+            stability=stability_stand_in,
+            automatic1111=a1111_stand_in,
+            comfyui=comfyui_stand_in,
+            image_settings=image_settings,
+            image_port=image_server.port,
         )
         stack.push_async_callback(platform.close_clients)
         yield platform

@@ -52,7 +52,16 @@ CASES: dict[tuple[str, str], tuple[str, Any]] = {
         None,
     ),
     ("DELETE", "/api/settings/llm/{backend_type}"): ("/api/settings/llm/multimodal", None),
+    ("POST", "/api/image-proxy/v1/images/generations"): (
+        "/api/image-proxy/v1/images/generations",
+        {"model": "gpt-image-2", "prompt": "a cat", "size": "1024x1024"},
+    ),
+    ("GET", "/api/image-proxy/v1/models"): ("/api/image-proxy/v1/models", None),
+    ("GET", "/api/image-proxy/status"): ("/api/image-proxy/status", None),
+    # The path of an image generated with response_format url, filled in by the test.
+    ("GET", "/api/image-proxy/v1/images/files/{image_id}"): ("", None),
 }
+IMAGE_FILE = ("GET", "/api/image-proxy/v1/images/files/{image_id}")
 
 
 async def test_every_operation_answers_its_documented_shape(platform: Platform) -> None:
@@ -67,7 +76,23 @@ async def test_every_operation_answers_its_documented_shape(platform: Platform) 
         }
         assert set(CASES) == operations, "give each documented operation a case here"
 
-        for (method, template), (path, body) in CASES.items():
+        # Image generation with the user's own key (member mode for images is off by default),
+        # and one image stored behind a signed URL for the image file route.
+        image = {"provider": "openai", "model": "gpt-image-2", "mode": "byok"}
+        await client.put("/api/settings/llm/image", json=image, headers=platform.auth(USER))
+        await client.put(
+            "/api/settings/llm/image/api-key",
+            json={"api_key": USER_OPENAI_KEY},
+            headers=platform.auth(USER),
+        )
+        stored = await client.post(
+            "/api/image-proxy/v1/images/generations",
+            json={"prompt": "a cat", "size": "1024x1024", "response_format": "url"},
+            headers=platform.auth(USER),
+        )
+        cases = {**CASES, IMAGE_FILE: (stored.json()["data"][0]["url"], None)}
+
+        for (method, template), (path, body) in cases.items():
             response = await client.request(method, path, json=body, headers=platform.auth(USER))
             where = f"{method} {template}"
             assert 200 <= response.status_code < 300, f"{where}: {response.text}"

@@ -20,6 +20,7 @@ from gateway.errors import from_remote
 from gateway.streaming import CallCancelled, ModelStream, cancelled_by_us
 from grpc_stubs.billing.v1 import billing_pb2, billing_pb2_grpc
 from grpc_stubs.common.v1 import common_pb2
+from grpc_stubs.image.v1 import image_pb2, image_pb2_grpc
 from grpc_stubs.multimodal.v1 import multimodal_pb2, multimodal_pb2_grpc
 from grpc_stubs.settings.v1 import settings_pb2, settings_pb2_grpc
 from grpc_stubs.text.v1 import text_pb2, text_pb2_grpc
@@ -209,6 +210,53 @@ class MultimodalClient(_Backend):
         )
 
 
+class ImageClient(_Backend):
+    """image-svc: image generation (whole or as a stream of progress events), its models and
+    status, and the stored images behind signed URLs."""
+
+    def __init__(self, channel: grpc.aio.Channel, settings: Settings, token: str) -> None:
+        super().__init__(
+            "image-svc",
+            channel,
+            token,
+            settings.backend_deadline_s,
+            inject_trace_context=settings.tracing_enabled(),
+        )
+        self._stub = image_pb2_grpc.ImageServiceStub(channel)
+        self._model_deadline_s = settings.upstream_deadline_s
+
+    def generate(
+        self, request: image_pb2.GenerateRequest, user: User, request_id: str
+    ) -> PendingCall[image_pb2.GenerateResponse]:
+        call = self._stub.Generate(
+            request, metadata=self.metadata(user, request_id), timeout=self._model_deadline_s
+        )
+        return PendingCall(call, self.name)
+
+    def generate_stream(
+        self, request: image_pb2.GenerateRequest, user: User, request_id: str
+    ) -> ModelStream:
+        call = self._stub.GenerateStream(
+            request, metadata=self.metadata(user, request_id), timeout=self._model_deadline_s
+        )
+        return ModelStream(call, self.name)
+
+    async def list_models(self, user: User, request_id: str) -> image_pb2.ListModelsResponse:
+        return await self._call(
+            self._stub.ListModels, image_pb2.ListModelsRequest(), user, request_id
+        )
+
+    async def check_status(self, user: User, request_id: str) -> image_pb2.CheckStatusResponse:
+        return await self._call(
+            self._stub.CheckStatus, image_pb2.CheckStatusRequest(), user, request_id
+        )
+
+    async def get_image(
+        self, request: image_pb2.GetImageRequest, user: User, request_id: str
+    ) -> image_pb2.GetImageResponse:
+        return await self._call(self._stub.GetImage, request, user, request_id)
+
+
 class SettingsClient(_Backend):
     def __init__(self, channel: grpc.aio.Channel, settings: Settings, token: str) -> None:
         super().__init__("settings-svc", channel, token, settings.backend_deadline_s)
@@ -279,6 +327,7 @@ class Backends:
         self._readiness_deadline_s = settings.readiness_deadline_s
         self.text: TextClient | None = None
         self.multimodal: MultimodalClient | None = None
+        self.image: ImageClient | None = None
         self.settings: SettingsClient | None = None
         self.billing: BillingClient | None = None
         if settings.text_target:
@@ -287,6 +336,9 @@ class Backends:
         if settings.multimodal_target:
             self._channels["multimodal-svc"] = open_model_channel(settings.multimodal_target)
             self.multimodal = MultimodalClient(self._channels["multimodal-svc"], settings, token)
+        if settings.image_target:
+            self._channels["image-svc"] = open_model_channel(settings.image_target)
+            self.image = ImageClient(self._channels["image-svc"], settings, token)
         if settings.settings_target:
             self.settings = SettingsClient(
                 self._open("settings-svc", settings.settings_target), settings, token

@@ -35,6 +35,7 @@ class Settings(ProcessSettings):
     # gRPC backends ("host:port"). A backend left unset answers 503 on its routes.
     text_target: str | None = None
     multimodal_target: str | None = None
+    image_target: str | None = None
     settings_target: str | None = None
     billing_target: str | None = None
     # The gateway's own service token, presented on every gRPC call.
@@ -107,6 +108,7 @@ class Settings(ProcessSettings):
         return {
             "text": self.text_target,
             "multimodal": self.multimodal_target,
+            "image": self.image_target,
             "settings": self.settings_target,
             "billing": self.billing_target,
         }
