@@ -14,6 +14,7 @@ import openai
 import pytest
 from harness import USER_OPENAI_KEY, Platform, running_platform
 from PIL import Image
+from waiting import eventually
 
 PREFIX = "/api/image-proxy/v1"
 # provider -> (model, a size it takes, extra body fields)
@@ -214,3 +215,112 @@ async def test_bad_input_is_a_400_that_says_what_to_change(
             assert says in error["message"]
             assert error["param"] == param
     assert await balance(images_on, "ana") == 50_000_000
+
+
+GPT_IMAGE_2 = {"input": 5, "output": 40}  # micro-credits per token (billing's price table)
+STABILITY_CORE = 30_000  # micro-credits per image
+
+
+async def test_member_holds_and_charges_are_exact_for_n_images(images_on: Platform) -> None:
+    grant = 50_000_000
+    await images_on.grant("ana", grant)
+    await configure(images_on, "ana", "openai")
+    body = {"model": "gpt-image-2", "prompt": "a cat", "size": "1024x1024", "quality": "low"}
+    async with httpx.AsyncClient(base_url=images_on.gateway_url, timeout=30) as http:
+        response = await http.post(
+            f"{PREFIX}/images/generations", json={**body, "n": 2}, headers=images_on.auth("ana")
+        )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert len(answer["data"]) == 2
+    # The hold: the prompt's 5 bytes as input tokens, 2 x 272 output tokens (low, 1024x1024).
+    hold = 5 * GPT_IMAGE_2["input"] + 2 * 272 * GPT_IMAGE_2["output"]
+    assert int(response.headers["x-credits-remaining"]) == grant - hold
+    usage = answer["usage"]
+    charge = (
+        usage["input_tokens"] * GPT_IMAGE_2["input"]
+        + usage["output_tokens"] * GPT_IMAGE_2["output"]
+    )
+    assert 0 < charge
+    await eventually(
+        lambda: _balance_is(images_on, "ana", grant - charge), what="the GPT-image charge"
+    )
+
+    # Per image: n Stability images hold and cost n times the model's price, streamed too.
+    await configure(images_on, "ana", "stability")
+    before = grant - charge
+    client = images_on.client("ana", prefix=PREFIX)
+    raw = await client.images.with_raw_response.generate(
+        model="core", prompt="a cat", size="1024x1024", n=2, stream=True
+    )
+    assert int(raw.headers["x-credits-remaining"]) == before - 2 * STABILITY_CORE
+    events = raw.parse()
+    completed = [e async for e in events if e.type == "image_generation.completed"]
+    assert len(completed) == 2
+    await eventually(
+        lambda: _balance_is(images_on, "ana", before - 2 * STABILITY_CORE),
+        what="the Stability charge",
+    )
+
+
+async def _balance_is(platform: Platform, user: str, expected: int) -> bool:
+    return await balance(platform, user) == expected
+
+
+async def test_a_client_that_disconnects_interrupts_the_job_and_the_hold_settles(
+    images_on: Platform,
+) -> None:
+    grant = 50_000_000
+    await images_on.grant("ana", grant)
+    await configure(images_on, "ana", "comfyui")
+    comfy = images_on.comfyui
+    assert comfy is not None
+    comfy.set_behaviour(step_delay_s=0.2)
+    body = {"prompt": "a slow one", "size": "512x512", "steps": 50, "stream": True}
+    async with httpx.AsyncClient(base_url=images_on.gateway_url, timeout=30) as http:
+        async with http.stream(
+            "POST", f"{PREFIX}/images/generations", json=body, headers=images_on.auth("ana")
+        ) as response:
+            assert response.status_code == 200
+            assert int(response.headers["x-credits-remaining"]) < grant  # held
+            async for line in response.aiter_lines():
+                if line == "event: image_generation.progress":
+                    break  # leave mid-job
+    await comfy.wait_for(lambda: any(r.path == "/interrupt" for r in comfy.requests), 10)
+    # Nothing was produced: the hold settles to no charge and the credits come back.
+    await eventually(lambda: _balance_is(images_on, "ana", grant), what="the hold to settle")
+
+
+async def test_a_signed_url_works_for_its_user_until_it_expires(
+    database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    async with running_platform(
+        database_url,
+        redis_url,
+        redis_prefix,
+        image={"member_mode": True, "image_url_ttl_s": 3},
+    ) as platform:
+        await platform.grant("ana", 50_000_000)
+        await configure(platform, "ana", "openai")
+        client = platform.client("ana", prefix=PREFIX)
+        answer = await client.images.generate(
+            model="gpt-image-2", prompt="a cat", size="1024x1024", response_format="url"
+        )
+        url = answer.data[0].url or ""
+        assert url.startswith(platform.gateway_url + PREFIX + "/images/files/")
+        async with httpx.AsyncClient(timeout=10) as http:
+            mine = await http.get(url, headers=platform.auth("ana"))
+            assert mine.status_code == 200, mine.text
+            assert Image.open(io.BytesIO(mine.content)).size == (1024, 1024)
+            assert (await http.get(url, headers=platform.auth("mallory"))).status_code == 403
+            tampered = url.replace("signature=", "signature=0")
+            assert (await http.get(tampered, headers=platform.auth("ana"))).status_code == 403
+            expires = int(url.split("expires=")[1].split("&")[0])
+            later = url.replace(f"expires={expires}", f"expires={expires + 3600}")
+            assert (await http.get(later, headers=platform.auth("ana"))).status_code == 403
+            assert (await http.get(url)).status_code == 401  # never without the user's token
+
+            async def expired() -> bool:
+                return (await http.get(url, headers=platform.auth("ana"))).status_code == 404
+
+            await eventually(expired, within_s=10, what="the link to expire")
