@@ -140,7 +140,13 @@ async def test_wrong_content_type_is_415(gateway: httpx.AsyncClient) -> None:
         ({"messages": []}, "messages", "must not be empty"),
         ({"messages": ["hi"]}, "messages[0]", "expected an object"),
         ({"messages": [{"role": "user"}]}, "messages[0].content", "missing required"),
-        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role", "supported roles"),
+        # Issue 9: tool messages are taken, with the tool_call_id they answer.
+        ({"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role", "supported roles"),
+        (
+            {"messages": [{"role": "tool", "content": "x"}]},
+            "messages[0].tool_call_id",
+            "missing required",
+        ),
         ({"messages": [{"role": 1, "content": "x"}]}, "messages[0].role", "expected a string"),
         ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content", "or an array"),
         ({"messages": USER_HI, "model": 4}, "model", "expected a string"),
