@@ -19,6 +19,7 @@ Ctrl-C (or SIGTERM) stops them all.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -147,6 +148,7 @@ def main() -> None:
             redis_url = redis.url
 
         providers: dict[str, str] = {}
+        image_providers: dict[str, str] = {}
         openai_key = os.environ.get("OPENAI_API_KEY", "")
         anthropic_key = os.environ.get("ANTHROPIC_API_KEY", "")
         demo = not (openai_key or anthropic_key)
@@ -170,11 +172,38 @@ def main() -> None:
                 "TEXT_SVC_ANTHROPIC_API_KEY": "sk-ant-demo-platform-key",
                 "TEXT_SVC_OLLAMA_BASE_URL": f"http://127.0.0.1:{ports['ollama']}",
             }
+            # The image stand-ins take time per step (0.1 s), so progress and previews show.
+            stand_in_ports = {p: free_port() for p in ("stability", "automatic1111", "comfyui")}
+            for provider, port in stand_in_ports.items():
+                stack.spawn(
+                    f"demo-{provider}",
+                    "provider_stand_ins",
+                    {},
+                    "--provider",
+                    provider,
+                    "--port",
+                    str(port),
+                    "--accept-any-key",
+                    "--step-delay-s",
+                    "0.1",
+                )
+            # The OpenAI stand-in serves images too.
+            image_providers = {
+                "IMAGE_SVC_OPENAI_BASE_URL": f"http://127.0.0.1:{ports['openai']}/v1",
+                "IMAGE_SVC_OPENAI_API_KEY": "sk-demo-platform-key",
+                "IMAGE_SVC_STABILITY_BASE_URL": f"http://127.0.0.1:{stand_in_ports['stability']}",
+                "IMAGE_SVC_STABILITY_API_KEY": "sk-demo-platform-key",
+                "IMAGE_SVC_AUTOMATIC1111_BASE_URL": (
+                    f"http://127.0.0.1:{stand_in_ports['automatic1111']}"
+                ),
+                "IMAGE_SVC_COMFYUI_BASE_URL": f"http://127.0.0.1:{stand_in_ports['comfyui']}",
+            }
         else:
             providers = {
                 "TEXT_SVC_OPENAI_API_KEY": openai_key,
                 "TEXT_SVC_ANTHROPIC_API_KEY": anthropic_key,
             }
+            image_providers = {"IMAGE_SVC_OPENAI_API_KEY": openai_key}
 
         common = {
             "ENVIRONMENT": "development",
@@ -201,6 +230,8 @@ def main() -> None:
         text_target = grpc_target(text_ports)
         multimodal_ports = [free_port() for _ in range(replicas("MULTIMODAL_SVC"))]
         multimodal_target = grpc_target(multimodal_ports)
+        image_ports = [free_port() for _ in range(replicas("IMAGE_SVC"))]
+        image_target = grpc_target(image_ports)
         for name, port in replica_names("settings-svc", settings_ports):
             stack.spawn(
                 name,
@@ -271,6 +302,28 @@ def main() -> None:
                     **instance_env(name),
                 },
             )
+        # Signed image URLs: a secret of their own, derived so that it survives restarts.
+        image_url_secret = hashlib.sha256(
+            b"image-url:" + secrets_["service_token_secret"].encode()
+        ).hexdigest()
+        for name, port in replica_names("image-svc", image_ports):
+            stack.spawn(
+                name,
+                "image_svc",
+                {
+                    **service_env(
+                        "IMAGE_SVC_",
+                        "image-svc",
+                        listen=f"127.0.0.1:{port}",
+                        settings_target=settings_target,
+                        billing_target=billing_target,
+                        redis_url=redis_url,
+                        image_url_secret=image_url_secret,
+                    ),
+                    **image_providers,
+                    **instance_env(name),
+                },
+            )
         host = os.environ.get("GATEWAY_HOST", "127.0.0.1")
         gateway_port = os.environ.get("GATEWAY_PORT", "8080")
         stack.spawn(
@@ -283,6 +336,7 @@ def main() -> None:
                 "GATEWAY_JWT_HS256_SECRET": secrets_["jwt_hs256_secret"],
                 "GATEWAY_TEXT_TARGET": text_target,
                 "GATEWAY_MULTIMODAL_TARGET": multimodal_target,
+                "GATEWAY_IMAGE_TARGET": image_target,
                 "GATEWAY_SETTINGS_TARGET": settings_target,
                 "GATEWAY_BILLING_TARGET": billing_target,
                 "GATEWAY_SERVICE_TOKEN": _gateway_token(secrets_["service_token_secret"]),
@@ -296,7 +350,8 @@ def main() -> None:
         token = mint(os.environ.get("USER_NAME", "alice"))
         replica_counts = (
             f"settings-svc {len(settings_ports)}, billing-svc {len(billing_ports)},"
-            f" text-svc {len(text_ports)}, multimodal-svc {len(multimodal_ports)}"
+            f" text-svc {len(text_ports)}, multimodal-svc {len(multimodal_ports)},"
+            f" image-svc {len(image_ports)}"
         )
         print(  # noqa: T201 - this is the command's output
             f"""
