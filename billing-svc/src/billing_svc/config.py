@@ -44,6 +44,8 @@ class Settings(ServiceSettings):
     batch_size: int = Field(default=500, ge=1)
     block_ms: int = Field(default=1_000, ge=1)
     trim_interval_s: float = Field(default=60.0, gt=0)
+    # How often the consumer reports the group's lag, pending entries and dead letters.
+    metrics_interval_s: float = Field(default=5.0, gt=0)
     # Run the usage consumer and the hold sweeper in this process (off: gRPC only).
     run_consumer: bool = True
 

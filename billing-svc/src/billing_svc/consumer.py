@@ -7,6 +7,8 @@ Entries left pending by a consumer that died are claimed (XAUTOCLAIM) once idle 
 claim_idle_ms. An entry that is not a valid usage event, or that was delivered more than
 max_deliveries times, goes to the dead-letter stream with the reason and is acked, so it never
 blocks the entries behind it. The stream is trimmed by MINID below what the group still needs.
+Every metrics_interval_s the consumer reports the group's lag and pending entries and the
+dead-letter stream's length (billing_svc.metrics).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from billing_svc import metrics
 from billing_svc.accounts import RESERVED_PREFIXES
 from billing_svc.config import Settings
 from billing_svc.db import is_transient
@@ -99,7 +102,7 @@ class UsageConsumer:
         backoff = 0.1
         group_ready = False
         pending_cursor: bytes | str | None = "0"  # reading our own pending entries; None: new ones
-        next_claim = next_trim = 0.0
+        next_claim = next_trim = next_observe = 0.0
         while not self._stopping.is_set():
             try:
                 if not group_ready:
@@ -112,6 +115,9 @@ class UsageConsumer:
                 if now >= next_trim:
                     await self.trim()
                     next_trim = now + self._settings.trim_interval_s
+                if now >= next_observe:
+                    await self.observe_stream()
+                    next_observe = now + self._settings.metrics_interval_s
                 if pending_cursor is not None:
                     entries = await self._read(pending_cursor, block_ms=None)
                     if not entries:
@@ -221,6 +227,10 @@ class UsageConsumer:
             pipe.xack(self._stream, self._group, *(entry_id for entry_id, _, _ in dead))
             await pipe.execute()
         self.dead_lettered += len(dead)
+        for _, _, reason in dead:
+            metrics.DEAD_LETTERED.labels(
+                "invalid" if reason.startswith("invalid") else "deliveries"
+            ).inc()
         for entry_id, _, reason in dead:
             # An alert: someone has to look at the dead-letter stream.
             log.error(
@@ -277,11 +287,14 @@ class UsageConsumer:
             try:
                 async with self._pool.acquire() as conn:
                     prices = await self._prices.current(conn)
-                    result = await apply_usage_events(
-                        conn, events, prices, self._settings.starting_balance_micros
-                    )
+                    with metrics.SETTLEMENT_SECONDS.time():
+                        result = await apply_usage_events(
+                            conn, events, prices, self._settings.starting_balance_micros
+                        )
                 self.applied += result.new
                 self.duplicates += result.duplicates
+                metrics.APPLIED.labels("new").inc(result.new)
+                metrics.APPLIED.labels("duplicate").inc(result.duplicates)
                 return
             except Exception as exc:
                 if not is_transient(exc):
@@ -295,6 +308,19 @@ class UsageConsumer:
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
     # -- housekeeping ------------------------------------------------------------------------
+
+    async def observe_stream(self) -> None:
+        """Report the group's lag and pending entries and the dead-letter stream's length."""
+        for group in await self._redis.xinfo_groups(self._stream):
+            name = group["name"].decode() if isinstance(group["name"], bytes) else group["name"]
+            if name != self._group:
+                continue
+            metrics.PENDING_ENTRIES.set(group["pending"])
+            # Redis >= 7.0 counts the lag; it is unknown (nil) right after entries were deleted
+            # from the middle of the stream, and absent before 7.0: the gauge then keeps its value.
+            if group.get("lag") is not None:
+                metrics.CONSUMER_LAG.set(group["lag"])
+        metrics.DEAD_LETTER_ENTRIES.set(await self._redis.xlen(self._settings.dead_letter_stream))
 
     async def claim_idle(self) -> int:
         """Take over entries idle past claim_idle_ms (their consumer died) and apply them."""

@@ -8,6 +8,7 @@ import logging
 
 import asyncpg
 
+from billing_svc import metrics
 from billing_svc.accounts import EXPIRY_PREFIX
 from billing_svc.db import is_transient
 
@@ -53,6 +54,7 @@ async def expire_holds(pool: asyncpg.Pool, limit: int = 500) -> int:
             )
             expired: int = await conn.fetchval(_EXPIRE, [r["hold_id"] for r in due], EXPIRY_PREFIX)
     if expired:
+        metrics.HOLDS_EXPIRED.inc(expired)
         log.info("expired %d holds and returned their credits", expired)
     return expired
 
@@ -72,7 +74,9 @@ class HoldSweeper:
                 while await expire_holds(self._pool, self._batch) == self._batch:
                     if self._stopping.is_set():
                         return
+                metrics.HOLD_SWEEPS.labels("ok").inc()
             except Exception as exc:
+                metrics.HOLD_SWEEPS.labels("failed").inc()
                 if not is_transient(exc):
                     log.exception("hold sweep failed")
                 else:
