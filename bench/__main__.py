@@ -1,9 +1,21 @@
 """`make bench`: the platform's overhead against direct calls to the provider stand-in, same run.
 
-Every service runs as its own process, as in production: the OpenAI stand-in (20-word replies),
-settings-svc, billing-svc, text-svc and the gateway, plus a second text-svc on operator defaults
-(no settings-svc) to price config resolution. A separate load-generator process drives HTTP.
-Results go to docs/benchmarks.md as figures and as ratios against the direct call.
+Every service runs as its own process, as in production: a minimal OpenAI-shaped fake provider
+(bench.fake_provider, raw asyncio, 20-word replies), settings-svc, billing-svc, text-svc and the
+gateway, plus a second text-svc on operator defaults (no settings-svc) to price config resolution.
+Load generators run in their own processes. Results go to docs/benchmarks.md as figures and as
+ratios against the direct call.
+
+Sections (all by default; `make bench ONLY=cpu,paced` or `--only cpu,paced` runs some, and the
+report keeps the other sections' last figures, from .devstack/bench/results.json, with their date):
+
+- base: latency and throughput against direct, streams, config resolution, settlement, consumer;
+- cpu: the platform's CPU per request and per streamed chunk under wrk (bench.cost);
+- paced: paced streams, time to first chunk, gaps, most streams held (bench.cost);
+- replicas: one and two text-svc replicas behind one gateway (bench.cost).
+
+`--profile DIR` also records py-spy profiles (raw, collapsed stacks) of the gateway and text-svc
+under the cpu section's member load, into DIR.
 """
 
 from __future__ import annotations
@@ -26,13 +38,18 @@ import grpc
 import httpx
 import jwt
 
+from bench import cost
 from bench.load import Job
+from bench.meter import Meter
+from bench.wrk import ensure_wrk
 from devstack.__main__ import Stack, free_port
 from devstack.embedded import EmbeddedPostgres, EmbeddedRedis
 from grpc_stubs.text.v1 import text_pb2, text_pb2_grpc
 from svc_common.auth import mint_service_token, outgoing_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / ".devstack" / "bench" / "results.json"
+SECTIONS = ("base", "cpu", "paced", "replicas")
 PLATFORM_KEY = "sk-bench-platform-key-0000000000"
 USER_KEY = "sk-bench-user-key-1111111111111"
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "benchmark this"}]}
@@ -89,10 +106,23 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
 
+def check_alive(stack: Stack) -> None:
+    """A service that exited ends the bench (no restarts: a crash is a finding)."""
+    for service in stack.supervisor.services:
+        if service.process is not None and service.process.poll() is not None:
+            raise SystemExit(
+                f"{service.name} exited ({service.process.returncode}); see {service.log_path}"
+            )
+
+
+def pid_of(stack: Stack, name: str) -> int:
+    return next(s.pid for s in stack.supervisor.services if s.name == name and s.pid)
+
+
 def wait_http(stack: Stack, url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        stack.check_alive()
+        check_alive(stack)
         try:
             if httpx.get(url, timeout=1).status_code == 200:
                 return
@@ -174,7 +204,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument(
+        "--only",
+        default=os.environ.get("ONLY", ""),
+        help=f"comma-separated sections of {','.join(SECTIONS)} (default: all; also ONLY=...)",
+    )
+    parser.add_argument("--profile", type=Path, help="write py-spy profiles here (cpu section)")
     args = parser.parse_args()
+    only = [x.strip() for x in args.only.split(",") if x.strip()] or list(SECTIONS)
+    unknown = set(only) - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
     scale = 0.2 if args.quick else 1.0
     n_lat = int(2000 * scale)
     n_tput = int(10000 * scale)
@@ -190,19 +230,7 @@ def main() -> None:
         prefix = f"bench{uuid.uuid4().hex[:6]}:"
 
         stand_in_port = free_port()
-        stack.spawn(
-            "stand-in",
-            "provider_stand_ins",
-            {},
-            "--provider",
-            "openai",
-            "--port",
-            str(stand_in_port),
-            "--keys",
-            f"{PLATFORM_KEY},{USER_KEY}",
-            "--chunks",
-            "20",
-        )
+        stack.spawn("fake-provider", "bench.fake_provider", {}, "--port", str(stand_in_port))
         stand_in = f"http://127.0.0.1:{stand_in_port}"
 
         def env(pfx: str, name: str, **values: str) -> dict[str, str]:
@@ -244,21 +272,29 @@ def main() -> None:
             ),
         )
         providers = {"openai_base_url": f"{stand_in}/v1", "openai_api_key": PLATFORM_KEY}
-        stack.spawn(
-            "text-svc",
-            "text_svc",
-            env(
-                "TEXT_SVC_",
-                "text-svc",
-                listen=f"127.0.0.1:{ports['text']}",
-                settings_target=f"127.0.0.1:{ports['settings']}",
-                billing_target=f"127.0.0.1:{ports['billing']}",
-                redis_url=redis_url,
-                usage_stream=f"{prefix}usage-events",
-                settings_changed_channel=f"{prefix}settings-changed",
-                **providers,
-            ),
-        )
+        # Each text-svc replica calls the fake provider under its own base URL (/t1, /t2), so
+        # the provider's per-URL counts are each replica's share (the replicas section).
+        replica_ports = [ports["text"]]
+        if "replicas" in only:
+            ports["text_2"] = free_port()
+            replica_ports.append(ports["text_2"])
+        for n, port in enumerate(replica_ports, start=1):
+            stack.spawn(
+                "text-svc" if n == 1 else f"text-svc-{n}",
+                "text_svc",
+                env(
+                    "TEXT_SVC_",
+                    "text-svc",
+                    listen=f"127.0.0.1:{port}",
+                    settings_target=f"127.0.0.1:{ports['settings']}",
+                    billing_target=f"127.0.0.1:{ports['billing']}",
+                    redis_url=redis_url,
+                    usage_stream=f"{prefix}usage-events",
+                    settings_changed_channel=f"{prefix}settings-changed",
+                    openai_base_url=f"{stand_in}/t{n}/v1",
+                    openai_api_key=PLATFORM_KEY,
+                ),
+            )
         stack.spawn(
             "text-svc-defaults",
             "text_svc",
@@ -271,26 +307,38 @@ def main() -> None:
                 **providers,
             ),
         )
-        gateway_port = free_port()
-        stack.spawn(
-            "gateway",
-            "gateway",
-            {
-                "GATEWAY_HOST": "127.0.0.1",
-                "GATEWAY_PORT": str(gateway_port),
-                "GATEWAY_JWT_HS256_SECRET": jwt_secret,
-                "GATEWAY_TEXT_TARGET": f"127.0.0.1:{ports['text']}",
-                "GATEWAY_SETTINGS_TARGET": f"127.0.0.1:{ports['settings']}",
-                "GATEWAY_BILLING_TARGET": f"127.0.0.1:{ports['billing']}",
-                "GATEWAY_SERVICE_TOKEN": mint_service_token(secret, "gateway"),
-                "GATEWAY_LOG_LEVEL": "WARNING",
-            },
-        )
-        gateway = f"http://127.0.0.1:{gateway_port}"
-        wait_http(stack, f"{stand_in}/v1/models".replace("/v1/models", "/_stand_in/stats"))
+
+        def spawn_gateway(name: str, text_target: str) -> str:
+            port = free_port()
+            stack.spawn(
+                name,
+                "gateway",
+                {
+                    "GATEWAY_HOST": "127.0.0.1",
+                    "GATEWAY_PORT": str(port),
+                    "GATEWAY_JWT_HS256_SECRET": jwt_secret,
+                    "GATEWAY_TEXT_TARGET": text_target,
+                    "GATEWAY_SETTINGS_TARGET": f"127.0.0.1:{ports['settings']}",
+                    "GATEWAY_BILLING_TARGET": f"127.0.0.1:{ports['billing']}",
+                    "GATEWAY_SERVICE_TOKEN": mint_service_token(secret, "gateway"),
+                    "GATEWAY_LOG_LEVEL": "WARNING",
+                },
+            )
+            return f"http://127.0.0.1:{port}"
+
+        gateway = spawn_gateway("gateway", f"127.0.0.1:{ports['text']}")
+        pair_gateway = ""
+        if "replicas" in only:
+            # The same address-list target `make run REPLICAS=2` gives callers.
+            pair_gateway = spawn_gateway(
+                "gateway-pair", "ipv4:" + ",".join(f"127.0.0.1:{p}" for p in replica_ports)
+            )
+        wait_http(stack, f"{stand_in}/_fake/stats")
         for p in ports.values():
             asyncio.run(wait_grpc(p))
         wait_http(stack, f"{gateway}/readyz")
+        if pair_gateway:
+            wait_http(stack, f"{pair_gateway}/readyz")
 
         def token(user: str) -> str:
             return jwt.encode(
@@ -321,49 +369,89 @@ def main() -> None:
         member_h = {"authorization": f"Bearer {member}"}
 
         results: dict[str, dict] = {}
-        print("latency at concurrency 1 ...", flush=True)  # noqa: T201
-        results["direct_c1"] = summary(load(Job(direct_url, BODY, direct_h, 1, n_lat)))
-        results["byok_c1"] = summary(load(Job(proxy_url, BODY, byok_h, 1, n_lat)))
-        results["member_c1"] = summary(load(Job(proxy_url, BODY, member_h, 1, n_lat)))
-        print("throughput at concurrency 50 ...", flush=True)  # noqa: T201
-        results["direct_c50"] = summary(load(Job(direct_url, BODY, direct_h, 50, n_tput)))
-        results["byok_c50"] = summary(load(Job(proxy_url, BODY, byok_h, 50, n_tput)))
-        results["member_c50"] = summary(load(Job(proxy_url, BODY, member_h, 50, n_tput)))
-        print("streams ...", flush=True)  # noqa: T201
-        results["direct_stream_c1"] = summary(
-            load(Job(direct_url, STREAM_BODY, direct_h, 1, n_lat // 2, stream=True)),
-            "first_chunk_ms",
-        )
-        results["byok_stream_c1"] = summary(
-            load(Job(proxy_url, STREAM_BODY, byok_h, 1, n_lat // 2, stream=True)), "first_chunk_ms"
-        )
-        results["direct_stream_c50"] = summary(
-            load(Job(direct_url, STREAM_BODY, direct_h, 50, n_tput // 2, stream=True)),
-            "first_chunk_ms",
-        )
-        results["byok_stream_c50"] = summary(
-            load(Job(proxy_url, STREAM_BODY, byok_h, 50, n_tput // 2, stream=True)),
-            "first_chunk_ms",
-        )
-        print("config resolution (gRPC, concurrency 1) ...", flush=True)  # noqa: T201
-        text_token = mint_service_token(secret, "bench")
-        resolved, defaults = asyncio.run(
-            grpc_latency([ports["text"], ports["text_defaults"]], text_token, "bench-byok", n_lat)
-        )
-        results["grpc_settings_c1"] = {"p50": pct(resolved, 50), "p99": pct(resolved, 99)}
-        results["grpc_defaults_c1"] = {"p50": pct(defaults, 50), "p99": pct(defaults, 99)}
-        print("request end to balance updated ...", flush=True)  # noqa: T201
-        settle = asyncio.run(settle_latency(gateway, member, database_url, int(200 * scale)))
-        results["settle"] = {"p50": pct(settle, 50), "p99": pct(settle, 99)}
-        print("usage events applied by one consumer ...", flush=True)  # noqa: T201
-        from bench.billing_consumer import run_bench
+        if "base" in only:
+            print("latency at concurrency 1 ...", flush=True)  # noqa: T201
+            results["direct_c1"] = summary(load(Job(direct_url, BODY, direct_h, 1, n_lat)))
+            results["byok_c1"] = summary(load(Job(proxy_url, BODY, byok_h, 1, n_lat)))
+            results["member_c1"] = summary(load(Job(proxy_url, BODY, member_h, 1, n_lat)))
+            print("throughput at concurrency 50 ...", flush=True)  # noqa: T201
+            results["direct_c50"] = summary(load(Job(direct_url, BODY, direct_h, 50, n_tput)))
+            results["byok_c50"] = summary(load(Job(proxy_url, BODY, byok_h, 50, n_tput)))
+            results["member_c50"] = summary(load(Job(proxy_url, BODY, member_h, 50, n_tput)))
+            print("streams ...", flush=True)  # noqa: T201
+            results["direct_stream_c1"] = summary(
+                load(Job(direct_url, STREAM_BODY, direct_h, 1, n_lat // 2, stream=True)),
+                "first_chunk_ms",
+            )
+            results["byok_stream_c1"] = summary(
+                load(Job(proxy_url, STREAM_BODY, byok_h, 1, n_lat // 2, stream=True)),
+                "first_chunk_ms",
+            )
+            results["direct_stream_c50"] = summary(
+                load(Job(direct_url, STREAM_BODY, direct_h, 50, n_tput // 2, stream=True)),
+                "first_chunk_ms",
+            )
+            results["byok_stream_c50"] = summary(
+                load(Job(proxy_url, STREAM_BODY, byok_h, 50, n_tput // 2, stream=True)),
+                "first_chunk_ms",
+            )
+            print("config resolution (gRPC, concurrency 1) ...", flush=True)  # noqa: T201
+            text_token = mint_service_token(secret, "bench")
+            resolved, defaults = asyncio.run(
+                grpc_latency(
+                    [ports["text"], ports["text_defaults"]], text_token, "bench-byok", n_lat
+                )
+            )
+            results["grpc_settings_c1"] = {"p50": pct(resolved, 50), "p99": pct(resolved, 99)}
+            results["grpc_defaults_c1"] = {"p50": pct(defaults, 50), "p99": pct(defaults, 99)}
+            print("request end to balance updated ...", flush=True)  # noqa: T201
+            settle = asyncio.run(settle_latency(gateway, member, database_url, int(200 * scale)))
+            results["settle"] = {"p50": pct(settle, 50), "p99": pct(settle, 99)}
+            print("usage events applied by one consumer ...", flush=True)  # noqa: T201
+            from bench.billing_consumer import run_bench
 
-        consumer = asyncio.run(run_bench(admin_pg, redis_url, events=int(20000 * scale)))
-        results["consumer"] = asdict(consumer)
+            consumer = asyncio.run(run_bench(admin_pg, redis_url, events=int(20000 * scale)))
+            results["consumer"] = asdict(consumer)
+        done: dict[str, dict] = {}
+        if "base" in only:
+            done["base"] = results
+        if {"cpu", "paced", "replicas"} & set(only):
+            services = ["gateway", "text-svc", "settings-svc", "billing-svc"]
+            meter = Meter(
+                {name: [pid_of(stack, name)] for name in services}, database_url, db_name, redis_url
+            )
+            ctx = cost.Context(
+                gateway=gateway,
+                fake=stand_in,
+                fake_pid=pid_of(stack, "fake-provider"),
+                member=member,
+                byok=byok,
+                meter=meter,
+                wrk=ensure_wrk() if {"cpu", "replicas"} & set(only) else None,
+                scale=scale,
+                pair_gateway=pair_gateway,
+                profile_pids={n: pid_of(stack, n) for n in ("gateway", "text-svc")},
+                profile_dir=args.profile,
+            )
+            for name, section in (
+                ("cpu", cost.cpu_section),
+                ("paced", cost.paced_section),
+                ("replicas", cost.replicas_section),
+            ):
+                if name in only:
+                    print(f"{name} ...", flush=True)  # noqa: T201
+                    done[name] = section(ctx)
         asyncio.run(_drop_db(admin_pg, db_name))
     finally:
         stack.stop()
-    report = render(results, args.quick)
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load1 = os.getloadavg()[0]
+    saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for name, figures in done.items():
+        saved[name] = {"at": stamp, "quick": args.quick, "load": load1, "figures": figures}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(saved, indent=1))
+    report = render_all(saved)
     Path(args.out).write_text(report)
     print(report)  # noqa: T201
 
@@ -384,7 +472,7 @@ async def _drop_db(url: str, name: str) -> None:
         await conn.close()
 
 
-def render(r: dict, quick: bool) -> str:
+def render_base(r: dict) -> list[str]:
     def ms(x: float) -> str:
         return f"{x:.2f} ms"
 
@@ -393,14 +481,10 @@ def render(r: dict, quick: bool) -> str:
     ds1, bs1 = r["direct_stream_c1"], r["byok_stream_c1"]
     ds50, bs50 = r["direct_stream_c50"], r["byok_stream_c50"]
     gs, gd = r["grpc_settings_c1"], r["grpc_defaults_c1"]
-    load1 = os.getloadavg()
     lines = [
-        "# Benchmarks",
+        "### Latency and throughput against direct",
         "",
-        f"`make bench`{' --quick' if quick else ''}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-        f"{os.cpu_count()} cores ({host.machine()}), load average at the end {load1[0]:.1f}. "
-        "Every service, the provider stand-in and the load generator share these cores, so figures are "
-        "given beside the direct call to the stand-in measured in the same run.",
+        "Load from bench/load.py (aiohttp, its own process).",
         "",
         "Non-streaming requests (20-word replies). *Overhead* is the proxied figure minus the direct one.",
         "",
@@ -442,6 +526,39 @@ def render(r: dict, quick: bool) -> str:
         f"From the end of a member request to its charge in the ledger: p50 {ms(r['settle']['p50'])}, "
         f"p99 {ms(r['settle']['p99'])}.",
         "",
+    ]
+    return lines
+
+
+def render_all(saved: dict) -> str:
+    """docs/benchmarks.md from every section's last figures, each with when it was measured."""
+    lines = [
+        "# Benchmarks",
+        "",
+        f"`make bench` on {os.cpu_count()} cores ({host.machine()}). Every service, the fake "
+        "provider and the load generators share these cores (and, on a shared machine, whatever "
+        "else runs), so figures are given beside the direct call to the fake provider measured in "
+        "the same run, and CPU is counted per request from `/proc`, which is far steadier than "
+        "requests/s. `make bench ONLY=cpu,paced` re-runs some sections; each says when it ran.",
+        "",
+    ]
+    renderers = {
+        "base": render_base,
+        "cpu": cost.render_cpu,
+        "paced": cost.render_paced,
+        "replicas": cost.render_replicas,
+    }
+    for name in SECTIONS:
+        if name not in saved:
+            continue
+        entry = saved[name]
+        section = renderers[name](entry["figures"])
+        when = (
+            f"*Measured {entry['at']}{' (--quick)' if entry['quick'] else ''}, load average "
+            f"{entry['load']:.1f} at the end of the run.*"
+        )
+        lines += [section[0], "", when, *section[1:]]
+    lines += [
         "What limits these figures, with the profiles behind it: [performance.md](performance.md).",
         "",
     ]

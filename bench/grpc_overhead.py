@@ -126,7 +126,7 @@ def main() -> None:
             },
         )
         asyncio.run(wait_grpc(port))
-        pid = next(p.pid for name, p in stack.processes if name == "text-svc")
+        pid = next(s.pid for s in stack.supervisor.services if s.name == "text-svc" and s.pid)
         print(f"text-svc pid {pid}", flush=True)  # noqa: T201  (for a profiler to attach)
         token = mint_service_token(secret, "bench")
         asyncio.run(measure(port, token, MODELS[args.provider], pid, args.n, args.c, args.rpc))
