@@ -4,20 +4,16 @@ replica of text-svc and of billing-svc with SIGKILL in the middle of a burst cha
 The stack keeps its supervisor on: the killed replicas are started again on their ports (as a
 Deployment replaces a pod), and the surviving replica of each took the calls meanwhile.
 
-Which replica served a call is read from what each replica exports itself: its OpenTelemetry
-server spans, tagged with its `service.instance.id`, sent to a small OTLP/HTTP receiver that this
-test runs. (When the services export Prometheus metrics per replica, read each replica's
-`grpc_server_handled_total` by method from its metrics port instead; the assertions stay.)
+Which replica served a call is read from what each replica exports itself: the
+`grpc_server_handled_total` counters on its own metrics port (health checks are not counted).
+A killed replica's counters die with it, so each replica is read just before the kill and again
+at the end (a restarted replica counts from zero on the same port).
 """
 
 from __future__ import annotations
 
 import asyncio
-import gzip
-import threading
 from collections import Counter
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import asyncpg
 import httpx
@@ -25,8 +21,7 @@ import openai
 import psutil
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
-from opentelemetry.proto.trace.v1 import trace_pb2
+from prometheus_client.parser import text_string_to_metric_families
 from waiting import eventually
 
 from devstack.testing import DevStack
@@ -35,72 +30,59 @@ MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "count
 USERS = [f"replica-user-{n}" for n in range(6)]
 REQUESTS, CONCURRENCY, KILL_AFTER = 60, 8, 20
 HOLD_TTL_S = 6
+MODULES = {
+    "text_svc": "text.v1.TextService",
+    "billing_svc": "billing.v1.BillingService",
+    "settings_svc": "settings.v1.SettingsService",
+}
 
 
-class SpanReceiver:
-    """An OTLP/HTTP trace receiver: counts server spans per (replica, gRPC service)."""
-
-    def __init__(self) -> None:
-        self.calls: Counter[tuple[str, str]] = Counter()
-        self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                if self.headers.get("content-encoding") == "gzip":
-                    body = gzip.decompress(body)
-                receiver.receive(trace_service_pb2.ExportTraceServiceRequest.FromString(body))
-                reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("content-type", "application/x-protobuf")
-                self.send_header("content-length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def receive(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
-        for resource_spans in request.resource_spans:
-            instance = next(
-                (
-                    a.value.string_value
-                    for a in resource_spans.resource.attributes
-                    if a.key == "service.instance.id"
-                ),
-                "",
-            )
-            for scope in resource_spans.scope_spans:
-                for span in scope.spans:
-                    # "/text.v1.TextService/Generate"; health checks are not load.
-                    if span.kind != trace_pb2.Span.SPAN_KIND_SERVER:
-                        continue
-                    service = span.name.lstrip("/").partition("/")[0]
-                    if not service or service.startswith("grpc."):
-                        continue
-                    with self._lock:
-                        self.calls[(instance, service)] += 1
-
-    def served(self, service: str) -> dict[str, int]:
-        with self._lock:
-            return {i: n for (i, s), n in self.calls.items() if s == service}
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+async def calls_served(port: int) -> Counter[str]:
+    """The calls one replica has handled, by gRPC service, from its metrics port."""
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+    response.raise_for_status()
+    served: Counter[str] = Counter()
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.name == "grpc_server_handled_total":
+                served[sample.labels["grpc_service"]] += int(sample.value)
+    return served
 
 
-@pytest.fixture
-def spans() -> Iterator[SpanReceiver]:
-    receiver = SpanReceiver()
-    yield receiver
-    receiver.close()
+class Served:
+    """Calls served per (replica, gRPC service), summed over the replicas' lifetimes."""
+
+    def __init__(self, stack: DevStack) -> None:
+        self.ports = {
+            module: stack.metrics_ports(module) for module in MODULES
+        }  # replica name -> port
+        self.before_kill: Counter[tuple[str, str]] = Counter()
+        self.totals: Counter[tuple[str, str]] = Counter()
+
+    async def read_before_kill(self, module: str, replica: str) -> None:
+        served = await calls_served(self.ports[module][replica])
+        self.before_kill[(replica, MODULES[module])] = served[MODULES[module]]
+
+    async def read_all(self) -> None:
+        for module, ports in self.ports.items():
+            for replica, port in ports.items():
+
+                async def answers(port: int = port) -> bool:
+                    try:
+                        await calls_served(port)
+                    except httpx.HTTPError:
+                        return False
+                    return True
+
+                # A restarted replica answers once it is up again.
+                await eventually(answers, within_s=20, what=f"{replica}'s metrics port")
+                served = await calls_served(port)
+                key = (replica, MODULES[module])
+                self.totals[key] = self.before_kill[key] + served[MODULES[module]]
+
+    def of(self, service: str) -> dict[str, int]:
+        return {r: n for (r, s), n in self.totals.items() if s == service}
 
 
 async def _fetch(database_url: str, query: str, *args: object) -> list[asyncpg.Record]:
@@ -122,12 +104,10 @@ def _demo_port(stack: DevStack, provider: str) -> int:
 
 @pytest.mark.timeout(90)
 async def test_two_replicas_of_each_service_share_the_load_and_a_sigkill_changes_no_sum(
-    make_run: DevStack, spans: SpanReceiver
+    make_run: DevStack,
 ) -> None:
     make_run.start(
         REPLICAS="2",
-        OTEL_EXPORTER_OTLP_ENDPOINT=spans.endpoint,
-        OTEL_BSP_SCHEDULE_DELAY="200",
         # Holds of requests cut by a kill expire (and are swept) within seconds, not minutes.
         BILLING_SVC_HOLD_TTL_S=str(HOLD_TTL_S),
         BILLING_SVC_SWEEP_INTERVAL_S="1",
@@ -138,6 +118,8 @@ async def test_two_replicas_of_each_service_share_the_load_and_a_sigkill_changes
     assert set(text_pids) == {"text-svc-1", "text-svc-2"}, text_pids
     assert set(billing_pids) == {"billing-svc-1", "billing-svc-2"}, billing_pids
     assert set(make_run.replica_pids("settings_svc")) == {"settings-svc-1", "settings-svc-2"}
+    served = Served(make_run)
+    assert all(len(ports) == 2 for ports in served.ports.values()), served.ports
 
     # Answers take half a second, so requests hold credits and are in flight at the kill.
     async with httpx.AsyncClient() as http:
@@ -172,6 +154,8 @@ async def test_two_replicas_of_each_service_share_the_load_and_a_sigkill_changes
                 return
             answered[completion.id.removeprefix("chatcmpl-")] = user
             if len(answered) == KILL_AFTER:
+                await served.read_before_kill("text_svc", "text-svc-1")
+                await served.read_before_kill("billing_svc", "billing-svc-1")
                 make_run.kill_replica("text-svc-1", text_pids["text-svc-1"])
                 make_run.kill_replica("billing-svc-1", billing_pids["billing-svc-1"])
 
@@ -232,12 +216,13 @@ async def test_two_replicas_of_each_service_share_the_load_and_a_sigkill_changes
     assert "text-svc-1 killed by SIGKILL; restarting it" in make_run.log()
     assert "billing-svc-1 killed by SIGKILL; restarting it" in make_run.log()
 
-    # Each replica served a share. Stopped as Ctrl-C stops it, every process exports the spans
-    # it still held (the SDK flushes at exit); the killed replicas' last ones are lost with them.
+    # Each replica served a share, as its own metrics port tells (the killed replicas: what they
+    # had served before the kill, plus what they served once restarted).
+    await served.read_all()
     assert make_run.stop() == 0
-    text = spans.served("text.v1.TextService")
-    billing = spans.served("billing.v1.BillingService")
-    settings = spans.served("settings.v1.SettingsService")
+    text = served.of("text.v1.TextService")
+    billing = served.of("billing.v1.BillingService")
+    settings = served.of("settings.v1.SettingsService")
     assert sum(text.values()) >= len(answered) - KILL_AFTER, text
     # The killed replicas served before the kill; each survivor its half before the kill and
     # everything while its peer was down.

@@ -10,7 +10,8 @@ Replicas: `make run REPLICAS=2` runs two processes of every gRPC service (settin
 text-svc); `TEXT_SVC_REPLICAS`, `SETTINGS_SVC_REPLICAS`, `BILLING_SVC_REPLICAS` set one service's
 count. The callers reach all replicas of a service through one gRPC target, the address list
 `ipv4:127.0.0.1:<port1>,127.0.0.1:<port2>`, over which their channels balance; billing-svc
-replicas share the usage consumer group under their own consumer names.
+replicas share the usage consumer group under their own consumer names. Every replica serves its
+metrics on a port of its own (`<PREFIX>METRICS_PORT` in its environment).
 
 The embedded Redis keeps its data in an append-only file, fsynced on every write, so usage
 events published but not yet applied survive a crash or a restart of the stack.
@@ -219,6 +220,9 @@ def main() -> None:
                 secrets_["service_token_secret"], service
             )
             env.update({f"{prefix}{k.upper()}": v for k, v in values.items()})
+            # Each replica its own metrics port (Prometheus text at /metrics), found in its
+            # environment; the log says which at start ("<service> metrics on port N").
+            env.setdefault(f"{prefix}METRICS_PORT", str(free_port()))
             return env
 
         write_stack_env(database_url, redis_url, secrets_["encryption_key"])

@@ -124,6 +124,21 @@ class DevStack:
                     found[value] = child.pid
         return found
 
+    def metrics_ports(self, module: str) -> dict[str, int]:
+        """Each replica's metrics port by replica name (`<PREFIX>METRICS_PORT`, which make run
+        sets for every replica; a restarted replica keeps its port)."""
+        assert self.process is not None
+        prefix = module.upper() + "_"
+        ports: dict[str, int] = {}
+        for name, pid in self.replica_pids(module).items():
+            try:
+                port = psutil.Process(pid).environ().get(f"{prefix}METRICS_PORT")
+            except psutil.NoSuchProcess:
+                continue
+            if port:
+                ports[name] = int(port)
+        return ports
+
     def kill_replica(self, name: str, pid: int) -> None:
         """SIGKILL one replica, checked to be the one named (a pid may have been reused)."""
         assert self.replica_pids(name.rsplit("-", 1)[0].replace("-", "_")).get(name) == pid, name
