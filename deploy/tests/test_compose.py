@@ -28,6 +28,7 @@ PLATFORM = {
     "text-svc": ("text_svc", "text_svc.config"),
     "settings-svc": ("settings_svc", "settings_svc.config"),
     "billing-svc": ("billing_svc", "billing_svc.config"),
+    "multimodal-svc": ("multimodal_svc", "multimodal_svc.config"),
 }
 MONITORING = ("prometheus", "grafana", "otel-collector", "jaeger")
 # Nothing waits for the collector, and its image has no tool to run a check with.
@@ -45,6 +46,7 @@ def _operator_values() -> dict[str, str]:
         "ENCRYPTION_KEYS": "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
         "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
         "TEXT_SVC_SERVICE_TOKEN": mint_service_token(secret, "text-svc"),
+        "MULTIMODAL_SVC_SERVICE_TOKEN": mint_service_token(secret, "multimodal-svc"),
         "GATEWAY_SERVICE_TOKEN": mint_service_token(secret, "gateway"),
     }
 
