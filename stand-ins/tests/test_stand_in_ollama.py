@@ -43,10 +43,16 @@ async def test_chat_streams_ndjson_by_default(ollama_stand_in: StandIn) -> None:
     assert ollama_stand_in.stats["streams_completed"] == 1
 
 
+# A real 1x1 PNG: the stand-in decodes images as Ollama does.
+RED_PIXEL_PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+)
+
+
 async def test_chat_without_stream_and_with_num_predict(ollama_stand_in: StandIn) -> None:
     body = {
         "model": "llava:latest",
-        "messages": [{"role": "user", "content": "what is this", "images": ["iVBORw0KGgo="]}],
+        "messages": [{"role": "user", "content": "what is this", "images": [RED_PIXEL_PNG]}],
         "stream": False,
         "options": {"num_predict": 3},
     }

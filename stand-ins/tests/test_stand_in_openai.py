@@ -185,17 +185,25 @@ async def test_invalid_requests_are_refused_like_openai(
     assert openai_stand_in.stats["rejected"] == 1
 
 
+RED_PIXEL_PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+)
+
+
 async def test_image_parts_are_counted_in_both_forms(openai_stand_in: StandIn) -> None:
     content: list[Any] = [
         {"type": "text", "text": "what is this"},
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+        # A real 1x1 PNG: the stand-in decodes each image and names it in the reply.
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + RED_PIXEL_PNG}},
         {"type": "image_url", "image_url": "https://example.com/cat.png"},
     ]
     async with client(openai_stand_in) as sdk:
         completion = await sdk.chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": content}]
         )
-    assert completion.choices[0].message.content == "Echo: what is this 5 6"
+    assert completion.choices[0].message.content == (
+        "Echo: what is this image:png:1x1:red image:url"
+    )
     assert openai_stand_in.last_request is not None
     assert openai_stand_in.last_request.images == 2
 
