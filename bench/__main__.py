@@ -550,6 +550,7 @@ def render_all(saved: dict) -> str:
     }
     for name in SECTIONS:
         if name not in saved:
+            lines += [f"*Section `{name}` not measured yet here: `make bench ONLY={name}`.*", ""]
             continue
         entry = saved[name]
         section = renderers[name](entry["figures"])

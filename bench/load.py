@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -87,7 +88,11 @@ async def run(job: Job) -> Result:
 def main() -> None:
     job = Job(**json.loads(sys.stdin.read()))
     result = uvloop.run(run(job))
+    # The event loop may leave stdout non-blocking: a large result written to a slow reader's
+    # pipe would then be cut at the pipe's size.
+    os.set_blocking(sys.stdout.fileno(), True)
     sys.stdout.write(json.dumps(result.__dict__))
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import re
 import sys
 import time
@@ -147,7 +148,11 @@ async def run(job: StreamJob) -> StreamResult:
 def main() -> None:
     job = StreamJob(**json.loads(sys.stdin.read()))
     result = uvloop.run(run(job))
+    # The event loop may leave stdout non-blocking: a large result written to a slow reader's
+    # pipe would then be cut at the pipe's size.
+    os.set_blocking(sys.stdout.fileno(), True)
     sys.stdout.write(json.dumps(asdict(result)))
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
