@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from pydantic import SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -65,6 +66,8 @@ class Settings(ProcessSettings):
     # Browser origins allowed to call the API (CORS), e.g. '["https://app.example.com"]'. None by
     # default: a page on another origin cannot read any answer until the operator names it.
     cors_allowed_origins: list[str] = []
+    # The built web console served at / (gateway.console); unset: the repository's console/dist.
+    console_dir: Path | None = None
 
     def named_secrets(self) -> dict[str, tuple[str, SecretStr | None]]:
         return {
