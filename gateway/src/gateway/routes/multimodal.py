@@ -97,12 +97,17 @@ def _content(content: Any, where: str) -> list[multimodal_pb2.ContentPart]:
 def _messages(raw: Any) -> list[multimodal_pb2.ChatMessage]:
     if not isinstance(raw, list):
         raise _type_error("messages", "an array")
+    if not raw:
+        raise invalid("'messages' must not be empty", param="messages", code="invalid_value")
     messages = []
     for i, message in enumerate(raw):
         where = f"messages[{i}]"
         if not isinstance(message, dict):
             raise _type_error(where, "an object")
-        role = _ROLES.get(message.get("role"))  # type: ignore[arg-type]
+        role = message.get("role")
+        if not isinstance(role, str):
+            raise _type_error(f"{where}.role", "a string")
+        role = _ROLES.get(role)
         if role is None:
             raise invalid(
                 f"invalid value for '{where}.role': supported roles are "
