@@ -112,6 +112,17 @@ async def test_every_service_exposes_its_calls_and_no_user_id_or_key(
     lookups = {"backend_type": "text"}
     assert count(samples, "settings_config_cache_lookups_total", **lookups, result="hit") >= 1
     assert count(samples, "settings_config_cache_lookups_total", **lookups, result="miss") >= 1
+    # The gateway's /metrics: its own requests, and its calls to the services.
+    async with httpx.AsyncClient(base_url=platform.gateway_url) as http:
+        gateway = await http.get("/metrics")
+    assert byok_user not in gateway.text and USER_OPENAI_KEY not in gateway.text
+    gateway_samples: Samples = {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(gateway.text)
+        for sample in family.samples
+    }
+    settings_calls = {"grpc_service": "settings.v1.SettingsService", "grpc_code": "OK"}
+    assert count(gateway_samples, "grpc_client_handled_total", **settings_calls) >= 2
     _, samples = await scrape(ports["BILLING_SVC"])
     assert count(samples, "billing_hold_sweeps_total", result="ok") >= 1
     assert any(name == "billing_usage_consumer_lag" for name, _ in samples)

@@ -1,4 +1,6 @@
-"""Prometheus metrics: requests by route and status, latency by route; one registry per app."""
+"""Prometheus metrics: requests by route and status, latency by route; one registry per app.
+/metrics also shows the process' own registry (svc_common.metrics): the gateway's calls to the
+services by method and status, and its CPU and memory."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from svc_common.metrics import REGISTRY as PROCESS_REGISTRY
 
 _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
@@ -52,7 +56,7 @@ class Metrics:
         histogram.observe(seconds)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.registry) + generate_latest(PROCESS_REGISTRY)
 
 
 class MetricsMiddleware:
