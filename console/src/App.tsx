@@ -47,6 +47,11 @@ function SignedIn({ token, onSignOut }: { token: string; onSignOut: (reason: str
   const [page, setPage] = useState<Page>(() => pageOf(window.location.pathname));
   const [activeBackend, setActiveBackend] = useState<BackendType>("text");
   const [settingsOpen, setSettingsOpen] = useState(false);
+  const [settingsTab, setSettingsTab] = useState<BackendType | null>(null);
+  const openSettings = (tab: BackendType | null) => {
+    setSettingsTab(tab);
+    setSettingsOpen(true);
+  };
   const [topBarError, setTopBarError] = useState<string | null>(null);
 
   useEffect(() => {
@@ -107,7 +112,7 @@ function SignedIn({ token, onSignOut }: { token: string; onSignOut: (reason: str
         statuses={state.statuses}
         page={page}
         onNavigate={navigate}
-        onOpenSettings={() => setSettingsOpen(true)}
+        onOpenSettings={() => openSettings(null)}
         onChooseModel={chooseModel}
         onSignOut={() => onSignOut(null)}
       />
@@ -127,8 +132,9 @@ function SignedIn({ token, onSignOut }: { token: string; onSignOut: (reason: str
             session={session}
             activeBackend={activeBackend}
             onSelectBackend={setActiveBackend}
-            textConfig={configs?.text ?? null}
+            configs={configs}
             onCallDone={() => void state.refreshBalance()}
+            onOpenSettings={openSettings}
           />
         ) : (
           <Usage session={session} />
@@ -141,7 +147,7 @@ function SignedIn({ token, onSignOut }: { token: string; onSignOut: (reason: str
           presets={state.presets}
           memberAccount={state.member}
           statuses={state.statuses}
-          initialTab={activeBackend}
+          initialTab={settingsTab ?? activeBackend}
           loadError={state.loadError}
           onCheckStatus={refreshStatus}
           onSaved={(config) => {

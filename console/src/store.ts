@@ -14,6 +14,7 @@ import {
 } from "./api/client";
 import { forgetToken, readClaims } from "./auth";
 import { BACKENDS } from "./backends";
+import { explainStatusError } from "./problems";
 import { onSettingsChange } from "./sync";
 
 export type StatusState =
@@ -95,7 +96,7 @@ export function useConsoleState(token: string, signOut: (reason: string) => void
         else if (status.ok) next = { state: "ok", status };
         else next = { state: "failed", detail: status.detail || "the provider did not answer", status };
       } catch (error) {
-        next = { state: "failed", detail: describe(error) };
+        next = { state: "failed", detail: explainStatusError(error, describe(error)) };
       }
       setStatuses((current) => ({ ...current, [backendType]: next }));
     },

@@ -1,5 +1,4 @@
-// The playground: a panel per backend type. Text chat streams today; the image question and
-// image generation panels say which service they wait for until its routes land.
+// The playground: a panel per backend type: a streamed chat, an image question, image generation.
 import { useRef, useState } from "react";
 import {
   authHeaders,
@@ -12,16 +11,20 @@ import {
 } from "../api/client";
 import type { paths } from "../api/schema";
 import { readEvents } from "../api/sse";
-import { backendInfo } from "../backends";
+import { explain } from "../problems";
 import { describe } from "../store";
 import { BackendTypeSelector, panelId, tabId } from "./LLMSettingsModal/BackendTypeSelector";
+import { ImageGenerationPanel } from "./playground/ImageGenerationPanel";
+import { ImageQuestionPanel } from "./playground/ImageQuestionPanel";
 
 interface Props {
   session: Session;
   activeBackend: BackendType;
   onSelectBackend: (type: BackendType) => void;
-  textConfig: BackendConfig | null;
+  configs: Record<BackendType, BackendConfig> | null;
   onCallDone: () => void;
+  /** Opens LLM settings on a tab (where a refusal's fix is). */
+  onOpenSettings: (tab: BackendType) => void;
 }
 
 const ID = "playground";
@@ -33,34 +36,32 @@ export function Playground(props: Props) {
     <section className="playground" aria-labelledby={`${ID}-title`}>
       <h1 id={`${ID}-title`}>Playground</h1>
       <BackendTypeSelector idPrefix={ID} label="Playground" selected={props.activeBackend} onSelect={props.onSelectBackend} />
-      <div
-        role="tabpanel"
-        id={panelId(ID, props.activeBackend)}
-        aria-labelledby={tabId(ID, props.activeBackend)}
-        className={`tab-panel backend-${props.activeBackend}`}
-      >
-        {props.activeBackend === "text" ? (
-          <ChatPanel session={props.session} config={props.textConfig} onCallDone={props.onCallDone} />
-        ) : (
-          <ComingPanel type={props.activeBackend} />
-        )}
-      </div>
+      {/* Every panel stays mounted (hidden when not selected): a running generation, its gallery
+          and a typed question survive a look at another tab. */}
+      {(["text", "multimodal", "image"] as const).map((type) => (
+        <div
+          key={type}
+          role="tabpanel"
+          id={panelId(ID, type)}
+          aria-labelledby={tabId(ID, type)}
+          className={`tab-panel backend-${type}`}
+          hidden={props.activeBackend !== type}
+        >
+          {type === "text" && <ChatPanel session={props.session} config={props.configs?.text ?? null} onCallDone={props.onCallDone} />}
+          {type === "multimodal" && (
+            <ImageQuestionPanel session={props.session} config={props.configs?.multimodal ?? null} onCallDone={props.onCallDone} />
+          )}
+          {type === "image" && (
+            <ImageGenerationPanel
+              session={props.session}
+              config={props.configs?.image ?? null}
+              onCallDone={props.onCallDone}
+              onOpenSettings={props.onOpenSettings}
+            />
+          )}
+        </div>
+      ))}
     </section>
-  );
-}
-
-// MULTIMODAL: the image question (drop, paste or pick an image → /api/multimodal-proxy) replaces
-// this for "multimodal"; IMAGE: generation with its progress bar, previews, cancel and gallery
-// (/api/image-proxy) for "image".
-function ComingPanel({ type }: { type: BackendType }) {
-  const info = backendInfo(type);
-  return (
-    <div className="coming" data-testid={`coming-${type}`}>
-      <p>
-        <strong>{info.label}</strong> in the playground: coming with {info.service}.
-      </p>
-      <p className="hint">Its settings already work: open LLM settings → {info.label}.</p>
-    </div>
   );
 }
 
@@ -68,15 +69,6 @@ interface Message {
   role: "user" | "assistant";
   content: string;
   error?: string;
-}
-
-/** Words a user can act on, per refusal. */
-function explain(status: number, message: string): string {
-  if (status === 402) return `Not enough credits. ${message}`;
-  if (status === 429) return `Too many requests right now: wait a moment and try again. (${message})`;
-  if (status === 401) return "Your sign-in has expired: sign in again.";
-  if (status >= 500) return `The provider or the platform failed: ${message}`;
-  return message;
 }
 
 export function ChatPanel({ session, config, onCallDone }: { session: Session; config: BackendConfig | null; onCallDone: () => void }) {
