@@ -102,7 +102,9 @@ class _GuardedServer(grpc.aio.Server):
     async def wait_for_termination(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         return await self._server.wait_for_termination(timeout)
 
-    def guard(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def guard(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         if ServiceAuth.exempt(method):
             return handler
         # The request is parsed inside the guard, not by grpc: a request grpc cannot parse
@@ -143,10 +145,10 @@ class _GuardedGeneric(grpc.GenericRpcHandler):
     def __init__(self, server: _GuardedServer, inner: grpc.GenericRpcHandler) -> None:
         self._server = server
         self._inner = inner
-        self._guarded: dict[str, grpc.RpcMethodHandler | None] = {}
+        self._guarded: dict[str, grpc.RpcMethodHandler[Any, Any] | None] = {}
 
-    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        method = details.method  # type: ignore[attr-defined]
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any] | None:
+        method = details.method
         if method in self._guarded:
             return self._guarded[method]
         handler = self._inner.service(details)
@@ -156,7 +158,7 @@ class _GuardedGeneric(grpc.GenericRpcHandler):
         return guarded
 
 
-async def _authenticate(auth: ServiceAuth, context: grpc.aio.ServicerContext) -> None:
+async def _authenticate(auth: ServiceAuth, context: grpc.aio.ServicerContext[Any, Any]) -> None:
     """Verify the call's metadata once and hand the handler exactly that caller (auth.caller)."""
     try:
         who = auth.authenticate(context.invocation_metadata())
@@ -177,7 +179,7 @@ def _parsed(parse: Any, request: Any) -> Any:
         ) from None
 
 
-def _ended_with(context: grpc.aio.ServicerContext, err: BaseException) -> grpc.StatusCode:
+def _ended_with(context: grpc.aio.ServicerContext[Any, Any], err: BaseException) -> grpc.StatusCode:
     """The status a call that raised ends with: an abort's code (set on the context), else
     CANCELLED (the caller went away) or UNKNOWN."""
     code: grpc.StatusCode | None = context.code()
@@ -189,7 +191,7 @@ def _ended_with(context: grpc.aio.ServicerContext, err: BaseException) -> grpc.S
 def _guard_unary(
     auth: ServiceAuth, method: str, inner: Any, parse: Any, meter: metrics.MethodMetrics
 ) -> Any:
-    async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         started = meter.begin()
         code = grpc.StatusCode.OK
         try:
@@ -210,7 +212,9 @@ def _guard_unary(
 def _guard_stream(
     auth: ServiceAuth, method: str, inner: Any, parse: Any, meter: metrics.MethodMetrics
 ) -> Any:
-    async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def unary_stream(
+        request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
         started = meter.begin()
         code = grpc.StatusCode.OK
         try:
