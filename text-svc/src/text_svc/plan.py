@@ -6,23 +6,11 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-import orjson
-
-from chat_codecs import (
-    ChatRequest,
-    Message,
-    Part,
-    TextPart,
-    Tool,
-    ToolCallPart,
-    ToolResultPart,
-)
+from chat_codecs import ChatRequest, Message
+from chat_codecs.options import chat_options, input_bytes, tool_message
 from grpc_stubs.text.v1 import text_pb2
 from svc_common.auth import Caller
 from svc_common.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -33,11 +21,6 @@ from upstream import Endpoint, Route
 log = logging.getLogger(__name__)
 
 ROLES = frozenset({"system", "user", "assistant", "tool"})
-TOOL_CHOICES = frozenset({"", "auto", "none", "required", "function"})
-RESPONSE_FORMATS = frozenset({"text", "json_object", "json_schema"})
-MAX_TOOLS = 128  # OpenAI's limit
-MAX_TOP_LOGPROBS = 20
-_FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 MAX_STOP_SEQUENCES = 4
 MAX_MODEL_NAME = 256
 MAX_REQUEST_ID = 128
@@ -121,16 +104,7 @@ def plan_generation(
     # Anthropic requires one anyway.
     send_cap = requested is not None or config.mode == "member" or config.api_style == "anthropic"
 
-    tools = _tools(request)
-    tool_choice = _tool_choice(request, tools)
-    response_format = _response_format(request.response_format_json)
-    if request.HasField("top_logprobs"):
-        if not request.logprobs:
-            raise InvalidArgument("top_logprobs needs logprobs: true", param="top_logprobs")
-        if not 0 <= request.top_logprobs <= MAX_TOP_LOGPROBS:
-            raise InvalidArgument(
-                f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}", param="top_logprobs"
-            )
+    options = chat_options(request)
 
     call = ChatRequest(
         model=model,
@@ -146,122 +120,20 @@ def plan_generation(
         frequency_penalty=(
             request.frequency_penalty if request.HasField("frequency_penalty") else None
         ),
-        tools=tools,
-        tool_choice=tool_choice,
-        response_format=response_format,
-        parallel_tool_calls=(
-            request.parallel_tool_calls if request.HasField("parallel_tool_calls") else None
-        ),
-        logprobs=request.logprobs,
-        top_logprobs=request.top_logprobs if request.HasField("top_logprobs") else None,
+        tools=options.tools,
+        tool_choice=options.tool_choice,
+        response_format=options.response_format,
+        parallel_tool_calls=options.parallel_tool_calls,
+        logprobs=options.logprobs,
+        top_logprobs=options.top_logprobs,
     )
     primary = Route(endpoint_for(config, settings), model)
     fallback = fallback_route(config, settings, primary)
     routes = (primary, fallback) if fallback else (primary,)
     # Tool definitions and the response schema are input the provider reads (and bills) too.
-    input_bound = sum(_input_bytes(m) + _PER_MESSAGE_OVERHEAD for m in messages)
-    input_bound += sum(
-        len(t.name) + len(t.description.encode()) + len(t.parameters_json.encode())
-        for t in request.tools
-    )
-    input_bound += len(request.response_format_json.encode())
+    input_bound = sum(input_bytes(m) + _PER_MESSAGE_OVERHEAD for m in messages)
+    input_bound += options.input_bytes
     return Plan(request_id, config, call, routes, input_bound, cap, correlation_id)
-
-
-def _input_bytes(message: Message) -> int:
-    size = 0
-    for part in message.content:
-        if isinstance(part, TextPart):
-            size += len(part.text.encode())
-        elif isinstance(part, ToolCallPart):
-            size += len(part.id) + len(part.name) + len(part.arguments.encode())
-        elif isinstance(part, ToolResultPart):
-            size += len(part.tool_call_id) + len(part.content.encode())
-    return size
-
-
-def _json_object(text: str, param: str) -> dict[str, Any]:
-    try:
-        value = orjson.loads(text or "{}")
-    except orjson.JSONDecodeError:
-        raise InvalidArgument(f"{param} must be a JSON object", param=param) from None
-    if not isinstance(value, dict):
-        raise InvalidArgument(f"{param} must be a JSON object", param=param)
-    return value
-
-
-def _tools(request: text_pb2.GenerateRequest) -> tuple[Tool, ...]:
-    if len(request.tools) > MAX_TOOLS:
-        raise InvalidArgument(f"at most {MAX_TOOLS} tools are allowed", param="tools")
-    tools = []
-    names: set[str] = set()
-    for i, t in enumerate(request.tools):
-        if not _FUNCTION_NAME.match(t.name):
-            raise InvalidArgument(
-                f"tools[{i}].function.name must be 1-64 letters, digits, '_' or '-'",
-                param=f"tools[{i}].function.name",
-            )
-        if t.name in names:
-            raise InvalidArgument(
-                f"tools[{i}].function.name {t.name!r} is given twice",
-                param=f"tools[{i}].function.name",
-            )
-        names.add(t.name)
-        parameters = _json_object(t.parameters_json, f"tools[{i}].function.parameters")
-        tools.append(Tool(t.name, t.description, parameters, t.strict))
-    return tuple(tools)
-
-
-def _tool_choice(
-    request: text_pb2.GenerateRequest, tools: tuple[Tool, ...]
-) -> str | Mapping[str, Any] | None:
-    choice = request.tool_choice
-    if choice not in TOOL_CHOICES:
-        raise InvalidArgument(
-            "tool_choice must be 'auto', 'none', 'required' or a named function",
-            param="tool_choice",
-        )
-    if not choice:
-        return None
-    if choice in ("required", "function") and not tools:
-        raise InvalidArgument(
-            f"tool_choice {choice!r} needs tools: offer at least one", param="tool_choice"
-        )
-    if choice == "function":
-        name = request.tool_choice_function
-        if name not in {t.name for t in tools}:
-            raise InvalidArgument(
-                f"tool_choice names {name[:64]!r}, which is not one of the tools",
-                param="tool_choice",
-            )
-        return {"type": "function", "function": {"name": name}}
-    return choice
-
-
-def _response_format(text: str) -> Mapping[str, Any] | None:
-    if not text:
-        return None
-    response_format = _json_object(text, "response_format")
-    kind = response_format.get("type")
-    if kind not in RESPONSE_FORMATS:
-        raise InvalidArgument(
-            f"response_format.type must be 'text', 'json_object' or 'json_schema', "
-            f"not {str(kind)[:32]!r}",
-            param="response_format.type",
-        )
-    if kind == "json_schema":
-        spec = response_format.get("json_schema")
-        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-            raise InvalidArgument(
-                "response_format.json_schema needs a name (and a schema)",
-                param="response_format.json_schema",
-            )
-        if not isinstance(spec.get("schema", {}), dict):
-            raise InvalidArgument(
-                "response_format.json_schema.schema must be a JSON schema object",
-                param="response_format.json_schema.schema",
-            )
-    return None if kind == "text" else response_format
 
 
 def _messages(request: text_pb2.GenerateRequest) -> tuple[Message, ...]:
@@ -274,22 +146,9 @@ def _messages(request: text_pb2.GenerateRequest) -> tuple[Message, ...]:
                 f"messages[{i}].role must be system, user, assistant or tool, not {m.role[:20]!r}",
                 param=f"messages[{i}].role",
             )
-        if m.role == "tool":
-            if not m.tool_call_id:
-                raise InvalidArgument(
-                    f"messages[{i}] is a tool message: it needs the tool_call_id it answers",
-                    param=f"messages[{i}].tool_call_id",
-                )
-            messages.append(Message("tool", (ToolResultPart(m.tool_call_id, m.content),), m.name))
-        elif m.tool_calls:
-            if m.role != "assistant":
-                raise InvalidArgument(
-                    f"messages[{i}]: only assistant messages carry tool_calls",
-                    param=f"messages[{i}].tool_calls",
-                )
-            parts: list[Part] = [TextPart(m.content)] if m.content else []
-            parts.extend(ToolCallPart(c.id, c.name, c.arguments) for c in m.tool_calls)
-            messages.append(Message("assistant", tuple(parts), m.name))
+        parts = tool_message(f"messages[{i}]", m.role, m.tool_call_id, m.content, m.tool_calls)
+        if parts is not None:
+            messages.append(Message(m.role, parts, m.name))
         else:
             messages.append(Message.of_text(m.role, m.content, m.name))
     return tuple(messages)
