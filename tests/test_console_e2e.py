@@ -8,6 +8,7 @@ test-artifacts/console/; axe-core (the console's npm package) audits each screen
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from harness import USER_OPENAI_KEY, Platform, running_platform
+from PIL import Image
 from playwright.async_api import Browser, BrowserContext, Locator, Page, async_playwright, expect
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -238,12 +240,11 @@ async def test_chat_streams_and_updates_the_balance_and_refusals_are_messages(
     await console.screenshot("playground-chat")
     await console.audit("the playground")
 
-    # The other backend types' playground panels wait for their services, and say so.
-    await page.get_by_role("tab", name=re.compile("Multimodal")).click()
-    await expect(page.get_by_test_id("coming-multimodal")).to_contain_text(
-        "coming with multimodal-svc"
+    # The multimodal route landed: its status dot is a real connection check (issue 12 replaced
+    # the "coming with multimodal-svc" placeholder this test used to assert).
+    await expect(page.get_by_role("group", name="Backend status")).to_contain_text(
+        re.compile(r"Multimodal: connected \(\d+ ms\)")
     )
-    await page.get_by_role("tab", name=re.compile("Text Generation")).click()
 
     # No credits: a message the user can act on, not a broken page.
     broke = await sign_in(context, platform, "gina")
@@ -338,3 +339,139 @@ async def test_other_tab_sees_saves_conflicts_are_shown_and_tabs_work_by_keyboar
     await expect(first.dialog()).to_have_count(0)
     await expect(opener).to_be_focused()
     assert first.csp_violations() == [] and second.csp_violations() == []
+
+
+def image_file(path: Path, colour: str, size: tuple[int, int], image_format: str) -> Path:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format=image_format)
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+async def test_an_image_question_streams_the_answer_and_a_refused_image_is_said_plainly(
+    platform: Platform, context: BrowserContext, tmp_path: Path
+) -> None:
+    await platform.grant("iris", 5_000_000)
+    console = await sign_in(context, platform, "iris")
+    page = console.page
+    await expect(page.get_by_role("group", name="Backend status")).to_contain_text(
+        re.compile(r"Multimodal: connected \(\d+ ms\)")
+    )
+    await page.get_by_role("tab", name=re.compile("Multimodal")).click()
+    # The top bar follows the playground's backend type: the multimodal models, from /models.
+    selector = page.get_by_label("Multimodal model")
+    await expect(selector).to_be_enabled()
+    assert await selector.locator("option").count() >= 1
+
+    picture = image_file(tmp_path / "red.png", "red", (40, 30), "PNG")
+    await page.locator("#image-file").set_input_files(str(picture))
+    await expect(page.get_by_role("img", name="The image you chose: red.png")).to_be_visible()
+    await page.get_by_role("button", name="Ask").click()
+    # The stand-in decoded the bytes it received and names format, size and dominant colour.
+    await expect(page.get_by_test_id("image-answer")).to_contain_text("image:png:40x30:red")
+    await expect(page.get_by_test_id("balance")).not_to_have_text("5.00")
+    await console.screenshot("playground-image-question")
+    await console.audit("the image question")
+
+    # A format the intake refuses: a message that says what to do, not a broken panel.
+    bitmap = image_file(tmp_path / "scan.bmp", "blue", (8, 8), "BMP")
+    await page.locator("#image-file").set_input_files(str(bitmap))
+    await page.get_by_role("button", name="Ask").click()
+    alert = page.get_by_role("alert")
+    await expect(alert).to_contain_text("The image was refused")
+    await expect(alert).to_contain_text("PNG, JPEG, WEBP or GIF")
+    await console.screenshot("playground-image-question-refused")
+    await console.audit("the image question's refusal")
+    assert console.csp_violations() == []
+
+
+def interrupts(stand_in: Any) -> int:
+    return sum(1 for r in stand_in.requests if r.path.endswith("/interrupt"))
+
+
+async def progress_now(bar: Locator) -> int:
+    return int(await bar.get_attribute("aria-valuenow") or "0")
+
+
+async def test_image_generation_in_byok_shows_progress_previews_a_gallery_and_cancel_stops_the_job(
+    platform: Platform, context: BrowserContext
+) -> None:
+    comfy = platform.comfyui
+    assert comfy is not None
+    # A step takes a while on the stand-in's clock, so progress is there to see.
+    comfy.set_behaviour(step_delay_s=0.25)
+    console = await sign_in(context, platform, "jack")
+    page = console.page
+    await page.get_by_role("tab", name=re.compile("Image Generation")).click()
+
+    # Member mode is off for images on this platform: the 403 says what to do, and the button
+    # opens the Image tab of the settings.
+    await page.get_by_label("Prompt").fill("a lighthouse at dusk")
+    await page.get_by_role("button", name="Generate").click()
+    await expect(page.get_by_role("alert")).to_contain_text(
+        "Image generation needs your own API key"
+    )
+    await console.screenshot("playground-image-needs-own-key")
+    await page.get_by_role("button", name="Open the Image tab of LLM settings").click()
+    await expect(console.dialog()).to_be_visible()
+    image_tab = console.dialog().get_by_role("tab", name=re.compile("Image Generation"))
+    await expect(image_tab).to_have_attribute("aria-selected", "true")
+    await expect(image_tab).to_contain_text("BYOK only")
+
+    # BYOK on the user's own ComfyUI (the stand-in), then a connection check with its latency.
+    panel = console.panel()
+    await panel.get_by_role("radio", name=re.compile("BYOK")).check()
+    await panel.get_by_label("Provider", exact=True).select_option(label="ComfyUI (local)")
+    await panel.get_by_label("Base URL", exact=True).fill(comfy.base_url)
+    await save(panel)
+    await panel.get_by_role("button", name="Check connection").click()
+    await expect(panel.get_by_test_id("connection")).to_contain_text(
+        re.compile(r"^connected \(\d+ ms\)")
+    )
+    await expect(page.get_by_role("group", name="Backend status")).to_contain_text(
+        re.compile(r"Image Generation: connected \(\d+ ms\)")
+    )
+    await console.screenshot("settings-image-byok")
+    await console.audit("the Image tab of the settings")
+    await page.keyboard.press("Escape")
+    await expect(console.dialog()).to_have_count(0)
+
+    # Generate: the bar moves (two observations, each waited for), a preview arrives, then the
+    # image joins the gallery.
+    await page.get_by_role("button", name="Generate").click()
+    bar = page.get_by_role("progressbar", name="Image generation progress")
+    await expect(bar).to_have_attribute("aria-valuenow", re.compile(r"^[1-9]\d*$"))
+    first = await progress_now(bar)
+    await page.wait_for_function(
+        "(seen) => Number(document.querySelector('[role=progressbar]')"
+        "?.getAttribute('aria-valuenow')) > seen",
+        arg=first,
+    )
+    assert await progress_now(bar) > first
+    await expect(bar).to_have_attribute("aria-valuetext", re.compile(r"step \d+ of \d+"))
+    await expect(page.get_by_test_id("preview").first).to_be_visible()
+    await console.screenshot("playground-image-progress")
+    # expect() waits 5 s by default: the whole job takes about 20 steps x 0.25 s.
+    await expect(page.get_by_role("img", name="Generated: a lighthouse at dusk")).to_be_visible(
+        timeout=30_000
+    )
+    await expect(page.get_by_test_id("generation-status")).to_have_text("Done.")
+    await expect(page.get_by_test_id("preview")).to_have_count(0)
+    await console.screenshot("playground-image-gallery")
+    await console.audit("image generation")
+
+    # Cancel: the request is aborted, the gateway cancels the job, ComfyUI is interrupted.
+    before = interrupts(comfy)
+    comfy.set_behaviour(step_delay_s=0.5)
+    await page.get_by_label("Prompt").fill("a slow one")
+    await page.get_by_role("button", name="Generate").click()
+    await expect(bar).to_have_attribute("aria-valuenow", re.compile(r"^[1-9]\d*$"))
+    await page.get_by_role("button", name="Cancel").click()
+    await expect(page.get_by_test_id("generation-status")).to_have_text(
+        "Cancelled.", timeout=10_000
+    )
+    await comfy.wait_for(lambda: interrupts(comfy) > before, 10)
+    await expect(page.get_by_role("button", name="Generate")).to_be_enabled()
+    # The gallery keeps the finished image and gets no image from the cancelled job.
+    await expect(page.get_by_test_id("gallery-image")).to_have_count(1)
+    assert console.csp_violations() == []

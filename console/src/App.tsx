@@ -135,6 +135,7 @@ function SignedIn({ token, onSignOut }: { token: string; onSignOut: (reason: str
             configs={configs}
             onCallDone={() => void state.refreshBalance()}
             onOpenSettings={openSettings}
+            onImageRefusal={state.noteImageRefusal}
           />
         ) : (
           <Usage session={session} />
@@ -146,6 +147,7 @@ function SignedIn({ token, onSignOut }: { token: string; onSignOut: (reason: str
           configs={configs}
           presets={state.presets}
           memberAccount={state.member}
+          imageMemberOff={state.imageMemberOff}
           statuses={state.statuses}
           initialTab={settingsTab ?? activeBackend}
           loadError={state.loadError}

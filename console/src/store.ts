@@ -31,6 +31,10 @@ export interface ConsoleState {
   presets: Preset[];
   balanceMicros: number | null;
   statuses: Record<BackendType, StatusState>;
+  /** The image route answered 403 to member mode: image-svc's member switch is off. */
+  imageMemberOff: boolean;
+  /** Notes a refusal of the image route (a generation's, or a status check's). */
+  noteImageRefusal: (status: number) => void;
   loadError: string | null;
   /** Set when another tab saved: the backend type and the version it saved. */
   remoteChange: { backendType: BackendType | "all"; version: number } | null;
@@ -48,6 +52,12 @@ export function useConsoleState(token: string, signOut: (reason: string) => void
   const [loadError, setLoadError] = useState<string | null>(null);
   const [remoteChange, setRemoteChange] = useState<ConsoleState["remoteChange"]>(null);
   const [statuses, setStatuses] = useState<Record<BackendType, StatusState>>(() => initialStatuses());
+  const [imageMemberOff, setImageMemberOff] = useState(false);
+  // Only a member's 403 says the switch is off; it stays known for the session (a BYOK config's
+  // checks no longer ask member mode).
+  const noteImageRefusal = useCallback((status: number) => {
+    if (status === 403) setImageMemberOff(true);
+  }, []);
   const signOutRef = useRef(signOut);
   signOutRef.current = signOut;
 
@@ -97,10 +107,11 @@ export function useConsoleState(token: string, signOut: (reason: string) => void
         else next = { state: "failed", detail: status.detail || "the provider did not answer", status };
       } catch (error) {
         next = { state: "failed", detail: explainStatusError(error, describe(error)) };
+        if (backendType === "image" && error instanceof ApiError) noteImageRefusal(error.status);
       }
       setStatuses((current) => ({ ...current, [backendType]: next }));
     },
-    [session],
+    [session, noteImageRefusal],
   );
 
   const replaceConfig = useCallback((config: BackendConfig) => {
@@ -135,6 +146,8 @@ export function useConsoleState(token: string, signOut: (reason: string) => void
     presets,
     balanceMicros,
     statuses,
+    imageMemberOff,
+    noteImageRefusal,
     loadError,
     remoteChange,
     reloadConfigs,

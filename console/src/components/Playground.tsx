@@ -25,6 +25,7 @@ interface Props {
   onCallDone: () => void;
   /** Opens LLM settings on a tab (where a refusal's fix is). */
   onOpenSettings: (tab: BackendType) => void;
+  onImageRefusal?: (status: number) => void;
 }
 
 const ID = "playground";
@@ -57,6 +58,7 @@ export function Playground(props: Props) {
               config={props.configs?.image ?? null}
               onCallDone={props.onCallDone}
               onOpenSettings={props.onOpenSettings}
+              onRefusal={props.onImageRefusal}
             />
           )}
         </div>
@@ -177,11 +179,20 @@ export function ChatPanel({ session, config, onCallDone }: { session: Session; c
           }}
         />
         {streaming ? (
-          <button type="button" onClick={() => abort.current?.abort()}>
+          <button
+            type="button"
+            key="stop"
+            onClick={(event) => {
+              // The stop settles the call within this click (microtasks), and the idle button
+              // that replaces this one must not take the click as a submit.
+              event.preventDefault();
+              abort.current?.abort();
+            }}
+          >
             Stop
           </button>
         ) : (
-          <button type="submit" className="primary" disabled={!input.trim()}>
+          <button type="submit" key="start" className="primary" disabled={!input.trim()}>
             Send
           </button>
         )}

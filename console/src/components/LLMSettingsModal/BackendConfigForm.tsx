@@ -24,6 +24,8 @@ export interface BackendTabProps {
   presets: Preset[];
   /** The signed-in user may use member mode (the token's `member` claim). */
   memberAccount: boolean;
+  /** The platform refused member mode for this backend type (the image route's 403). */
+  memberModeOff?: boolean;
   status: StatusState;
   onCheckStatus: () => Promise<void>;
   onSaved: (config: BackendConfig) => void;

@@ -10,13 +10,15 @@ export function imageMemberAllowed(presets: Preset[]): boolean {
 }
 
 /** Image: BYOK with model + API key; in member mode the controls are disabled with the reason,
- * unless the operator's switch makes a provider member-allowed. No temperature. */
+ * unless the operator's switch is on. The switch is image-svc's (IMAGE_SVC_MEMBER_MODE): the
+ * presets may allow member mode while the image route still answers 403, which the console
+ * learns from the route (memberModeOff). No temperature. */
 export function ImageGenerationTab(props: BackendTabProps) {
   return (
     <BackendConfigForm
       {...props}
       backendType="image"
-      memberUnavailable={imageMemberAllowed(props.presets) ? undefined : IMAGE_MEMBER_UNAVAILABLE}
+      memberUnavailable={imageMemberAllowed(props.presets) && !props.memberModeOff ? undefined : IMAGE_MEMBER_UNAVAILABLE}
     />
   );
 }

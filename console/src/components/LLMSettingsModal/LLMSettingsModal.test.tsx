@@ -28,7 +28,15 @@ const statuses: Record<BackendType, StatusState> = {
 };
 
 /** The modal as App uses it: it owns the configs and takes what a save returns. */
-function Harness({ initialTab, memberAccount = true }: { initialTab?: BackendType; memberAccount?: boolean }) {
+function Harness({
+  initialTab,
+  memberAccount = true,
+  imageMemberOff = false,
+}: {
+  initialTab?: BackendType;
+  memberAccount?: boolean;
+  imageMemberOff?: boolean;
+}) {
   const [configs, setConfigs] = useState<AllConfigs>(gateway.configs);
   return (
     <LLMSettingsModal
@@ -36,6 +44,7 @@ function Harness({ initialTab, memberAccount = true }: { initialTab?: BackendTyp
       configs={configs}
       presets={gateway.presets}
       memberAccount={memberAccount}
+      imageMemberOff={imageMemberOff}
       statuses={statuses}
       initialTab={initialTab}
       onCheckStatus={async () => {}}
@@ -112,6 +121,16 @@ describe("LLMSettingsModal", () => {
     const image = within(panel(/Image Generation/));
     expect(image.queryByTestId("member-unavailable")).toBeNull();
     expect(image.getByLabelText("Model").matches(":disabled")).toBe(false);
+  });
+
+  it("disables member mode on the Image tab when the image route refused it (403), even where presets allow it", () => {
+    gateway.presets = gateway.presets.map((p) => (p.backend_type === "image" ? { ...p, member_allowed: true } : p));
+    gateway.saveElsewhere("image", { mode: "member" });
+    render(<Harness initialTab="image" imageMemberOff />);
+    expect(screen.getByRole("tab", { name: /Image Generation/ }).textContent).toContain("BYOK only");
+    const image = within(panel(/Image Generation/));
+    expect(image.getByTestId("member-unavailable").textContent).toMatch(/choose BYOK/);
+    expect(image.getByLabelText("Model").matches(":disabled")).toBe(true);
   });
 
   it("never shows a saved key again: only its hint, with a delete button", async () => {

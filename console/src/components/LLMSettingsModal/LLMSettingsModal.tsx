@@ -12,6 +12,8 @@ interface Props {
   configs: AllConfigs | null;
   presets: Preset[];
   memberAccount: boolean;
+  /** The image route refused member mode (image-svc's switch is off): learnt from its 403. */
+  imageMemberOff?: boolean;
   statuses: Record<BackendType, StatusState>;
   initialTab?: BackendType;
   loadError?: string | null;
@@ -70,7 +72,7 @@ export function LLMSettingsModal(props: Props) {
   };
 
   const notes: Partial<Record<BackendType, string>> = {};
-  if (props.presets.length && !imageMemberAllowed(props.presets)) notes.image = "BYOK only";
+  if ((props.presets.length && !imageMemberAllowed(props.presets)) || props.imageMemberOff) notes.image = "BYOK only";
 
   return (
     <div className="modal-backdrop" onMouseDown={(event) => event.target === event.currentTarget && props.onClose()}>
@@ -111,6 +113,7 @@ export function LLMSettingsModal(props: Props) {
                   config={config}
                   presets={props.presets}
                   memberAccount={props.memberAccount}
+                  memberModeOff={type === "image" && !!props.imageMemberOff}
                   status={props.statuses[type]}
                   onCheckStatus={() => props.onCheckStatus(type)}
                   onSaved={props.onSaved}

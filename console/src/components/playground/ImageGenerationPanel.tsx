@@ -19,9 +19,11 @@ interface Props {
   config: BackendConfig | null;
   onCallDone: () => void;
   onOpenSettings: (tab: "image") => void;
+  /** Tells the console a refusal's status (a 403: member mode is off for images). */
+  onRefusal?: (status: number) => void;
 }
 
-export function ImageGenerationPanel({ session, config, onCallDone, onOpenSettings }: Props) {
+export function ImageGenerationPanel({ session, config, onCallDone, onOpenSettings, onRefusal }: Props) {
   const [prompt, setPrompt] = useState("");
   const [size, setSize] = useState("");
   const [count, setCount] = useState(1);
@@ -62,6 +64,7 @@ export function ImageGenerationPanel({ session, config, onCallDone, onOpenSettin
       if (!response.ok || !response.body) {
         const error = await errorFrom(response);
         setProblem(explainImageGeneration(error.status, error.message));
+        onRefusal?.(error.status);
         setJob(null);
         return;
       }
@@ -128,11 +131,20 @@ export function ImageGenerationPanel({ session, config, onCallDone, onOpenSettin
             ))}
           </select>
           {running ? (
-            <button type="button" onClick={() => abort.current?.abort()}>
+            <button
+            type="button"
+            key="stop"
+            onClick={(event) => {
+              // The stop settles the call within this click (microtasks), and the idle button
+              // that replaces this one must not take the click as a submit.
+              event.preventDefault();
+              abort.current?.abort();
+            }}
+          >
               Cancel
             </button>
           ) : (
-            <button type="submit" className="primary" disabled={!prompt.trim()}>
+            <button type="submit" key="start" className="primary" disabled={!prompt.trim()}>
               Generate
             </button>
           )}

@@ -181,11 +181,20 @@ export function ImageQuestionPanel({ session, config, onCallDone }: Props) {
         </label>
         <textarea id="image-question" rows={2} value={question} onChange={(event) => setQuestion(event.target.value)} />
         {streaming ? (
-          <button type="button" onClick={() => abort.current?.abort()}>
+          <button
+            type="button"
+            key="stop"
+            onClick={(event) => {
+              // The stop settles the call within this click (microtasks), and the idle button
+              // that replaces this one must not take the click as a submit.
+              event.preventDefault();
+              abort.current?.abort();
+            }}
+          >
             Stop
           </button>
         ) : (
-          <button type="submit" className="primary" disabled={!image || !question.trim()}>
+          <button type="submit" key="start" className="primary" disabled={!image || !question.trim()}>
             Ask
           </button>
         )}
