@@ -38,7 +38,8 @@ export function explainImageQuestion(status: number, message: string): string {
 export function explainImageGeneration(status: number, message: string): Problem {
   if (status === 403) {
     return {
-      text: `Image generation needs your own API key: choose BYOK in the Image tab of LLM settings. (${message})`,
+      // The gateway's message names API routes; a person needs the settings tab instead.
+      text: "Image generation needs your own API key: member mode is off for images on this platform. Choose BYOK in the Image tab of LLM settings and save your provider's key.",
       openSettings: "image",
     };
   }

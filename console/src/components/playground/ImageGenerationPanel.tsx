@@ -33,6 +33,10 @@ export function ImageGenerationPanel({ session, config, onCallDone, onOpenSettin
   const abort = useRef<AbortController | null>(null);
   const running = job !== null && ["starting", "queued", "running"].includes(job.phase);
 
+  // A refusal was about the settings the user has now changed: it no longer applies.
+  const version = config?.version;
+  useEffect(() => setProblem(null), [version]);
+
   // Leaving the page stops a running job too.
   useEffect(() => () => abort.current?.abort(), []);
 
