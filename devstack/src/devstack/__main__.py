@@ -362,6 +362,7 @@ def main() -> None:
 The platform is up ({"offline demo provider" if demo else "real providers"}; logs in {stack.logs}).
 
   gateway      {base}   (API docs: {base}/docs)
+  console      {base}/#token={token}   (signs alice in; the token stays in the URL fragment)
   replicas     {replica_counts}   (make run REPLICAS=2)
   dev token    alice, a member with {STARTING_BALANCE_MICROS // 1_000_000} credits (below);
                `make token USER=bob` for another user
