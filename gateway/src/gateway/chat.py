@@ -115,8 +115,20 @@ def _content(content: Any, param: str) -> str:
     return "\n".join(texts)
 
 
-def _messages(body: dict[str, Any]) -> list[text_pb2.ChatMessage]:
-    raw = body.get("messages")
+@dataclass(slots=True)
+class MessageFields:
+    """One OpenAI message's checked fields; `content` as sent (None only beside tool calls)."""
+
+    role: str
+    name: str
+    content: Any
+    tool_calls: list[text_pb2.ToolCall]
+    tool_call_id: str
+
+
+def message_fields(raw: Any) -> list[MessageFields]:
+    """The checked role, name, tool calls and tool_call_id of each message (both chat routes);
+    the caller reads each `content` its own way."""
     if raw is None:
         raise invalid(
             "missing required parameter 'messages'",
@@ -160,13 +172,9 @@ def _messages(body: dict[str, Any]) -> list[text_pb2.ChatMessage]:
                 param=f"{where}.content",
                 code="missing_required_parameter",
             )
-        chat_message = text_pb2.ChatMessage(
-            role=mapped,
-            content="" if content is None else _content(content, f"{where}.content"),
-            name=name or "",
-        )
+        fields = MessageFields(mapped, name or "", content, [], "")
         if tool_calls is not None:
-            chat_message.tool_calls.extend(_tool_calls(tool_calls, f"{where}.tool_calls"))
+            fields.tool_calls = _tool_calls(tool_calls, f"{where}.tool_calls")
         if mapped == "tool":
             tool_call_id = message.get("tool_call_id")
             if not isinstance(tool_call_id, str) or not tool_call_id:
@@ -175,9 +183,22 @@ def _messages(body: dict[str, Any]) -> list[text_pb2.ChatMessage]:
                     param=f"{where}.tool_call_id",
                     code="missing_required_parameter",
                 )
-            chat_message.tool_call_id = tool_call_id
-        messages.append(chat_message)
+            fields.tool_call_id = tool_call_id
+        messages.append(fields)
     return messages
+
+
+def _messages(body: dict[str, Any]) -> list[text_pb2.ChatMessage]:
+    return [
+        text_pb2.ChatMessage(
+            role=m.role,
+            content="" if m.content is None else _content(m.content, f"messages[{i}].content"),
+            name=m.name,
+            tool_calls=m.tool_calls,
+            tool_call_id=m.tool_call_id,
+        )
+        for i, m in enumerate(message_fields(body.get("messages")))
+    ]
 
 
 def parse_chat_request(raw: bytes, request_id: str) -> ChatRequest:

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass, replace
 
 from chat_codecs import ChatRequest, ImagePart, Message, Part, TextPart
+from chat_codecs.options import chat_options, input_bytes, tool_message
 from grpc_stubs.multimodal.v1 import multimodal_pb2
 from multimodal_svc.config import Settings
 from multimodal_svc.config_source import VisionConfig
@@ -18,7 +19,7 @@ from svc_common.auth import Caller
 from svc_common.errors import FailedPrecondition, InvalidArgument
 from upstream import Endpoint, Route
 
-ROLES = frozenset({"system", "user", "assistant"})
+ROLES = frozenset({"system", "user", "assistant", "tool"})
 DETAILS = frozenset({"", "auto", "low", "high"})
 MAX_STOP_SEQUENCES = 4
 MAX_MODEL_NAME = 256
@@ -35,7 +36,9 @@ class Plan:
     call: ChatRequest  # images still as their sources' placeholders until `with_images`
     route: Route
     images: tuple[ImageSource, ...]
-    text_tokens_bound: int  # UTF-8 bytes of the text + overhead per message
+    # UTF-8 bytes of the text, tool calls and results, tool definitions and response schema,
+    # + overhead per message
+    text_tokens_bound: int
     output_tokens_cap: int
     image_tokens: int = 0  # filled by with_images
     correlation_id: str = ""
@@ -115,6 +118,7 @@ def plan_generation(
     cap = requested or settings.default_max_tokens
     # Member mode always sends the cap, so the provider cannot bill more than the hold covers.
     send_cap = requested is not None or config.mode == "member" or config.api_style == "anthropic"
+    options = chat_options(request)
     call = ChatRequest(
         model=model,
         messages=messages,
@@ -127,8 +131,15 @@ def plan_generation(
         frequency_penalty=request.frequency_penalty
         if request.HasField("frequency_penalty")
         else None,
+        tools=options.tools,
+        tool_choice=options.tool_choice,
+        response_format=options.response_format,
+        parallel_tool_calls=options.parallel_tool_calls,
+        logprobs=options.logprobs,
+        top_logprobs=options.top_logprobs,
     )
     route = Route(endpoint_for(config, settings), model)
+    text_bound += options.input_bytes
     return Plan(
         request_id, config, call, route, images, text_bound, cap, correlation_id=correlation_id
     )
@@ -145,9 +156,25 @@ def _messages(
     for i, m in enumerate(request.messages):
         if m.role not in ROLES:
             raise InvalidArgument(
-                f"messages[{i}].role must be system, user or assistant, not {m.role[:20]!r}",
+                f"messages[{i}].role must be system, user, assistant or tool, not {m.role[:20]!r}",
                 param=f"messages[{i}].role",
             )
+        if m.role == "tool" or m.tool_calls:
+            # A tool's result, or an assistant's calls: text only, as on the text route.
+            text = ""
+            for j, p in enumerate(m.content):
+                if p.WhichOneof("part") != "text":
+                    where = f"messages[{i}].content[{j}]"
+                    raise InvalidArgument(
+                        f"{where}: only text parts go with tool calls", param=where
+                    )
+                text += p.text
+            tool_parts = tool_message(f"messages[{i}]", m.role, m.tool_call_id, text, m.tool_calls)
+            assert tool_parts is not None  # a tool message, or calls
+            message = Message(m.role, tool_parts, m.name)
+            messages.append(message)
+            bound += input_bytes(message) + _PER_MESSAGE_OVERHEAD
+            continue
         parts: list[Part] = []
         for j, p in enumerate(m.content):
             where = f"messages[{i}].content[{j}]"
@@ -157,7 +184,9 @@ def _messages(
                 bound += len(p.text.encode())
             elif kind == "image":
                 if m.role != "user":
-                    raise InvalidArgument(f"{where}: only user messages may carry images", where)
+                    raise InvalidArgument(
+                        f"{where}: only user messages may carry images", param=where
+                    )
                 image = p.image
                 if image.detail not in DETAILS:
                     raise InvalidArgument(
@@ -165,7 +194,9 @@ def _messages(
                     )
                 source = image.WhichOneof("source")
                 if source is None:
-                    raise InvalidArgument(f"{where}: the image has neither data nor a URL", where)
+                    raise InvalidArgument(
+                        f"{where}: the image has neither data nor a URL", param=where
+                    )
                 images.append(
                     ImageSource(where, data=image.data, url=image.url, detail=image.detail or "")
                 )

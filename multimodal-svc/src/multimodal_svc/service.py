@@ -10,10 +10,12 @@ import time
 from collections.abc import AsyncIterator
 
 import grpc
+import orjson
 
-from chat_codecs import ChatClient, Completion, Delta, Finish, ModelInfo, StreamEvent
+from chat_codecs import Completion, Delta, Finish, ModelInfo, ToolCallDelta
 from grpc_stubs.common.v1 import common_pb2
 from grpc_stubs.multimodal.v1 import multimodal_pb2, multimodal_pb2_grpc
+from grpc_stubs.text.v1 import text_pb2
 from multimodal_svc.config import Settings
 from multimodal_svc.config_source import BACKEND_TYPE, ConfigSource
 from multimodal_svc.intake import ImageIntake
@@ -33,10 +35,10 @@ from upstream import (
     AttemptPolicy,
     Attempts,
     Endpoint,
-    OpenStream,
     ProviderError,
     Route,
     RouteFailed,
+    StreamRelay,
     service_error,
 )
 
@@ -67,7 +69,7 @@ class MultimodalService(multimodal_pb2_grpc.MultimodalServiceServicer):
                 max_retry_wait_s=settings.max_retry_wait_s,
             ),
         )
-        self._open_records: set[UsageRecord] = set()  # streams in flight, for shutdown
+        self._open_streams: set[StreamRelay] = set()  # in flight, for shutdown
 
     async def Generate(
         self, request: multimodal_pb2.GenerateRequest, context: grpc.aio.ServicerContext
@@ -105,6 +107,11 @@ class MultimodalService(multimodal_pb2_grpc.MultimodalServiceServicer):
             ),
             created=int(time.time()),
             balance_micros=hold.balance_micros if hold else NO_BALANCE,
+            tool_calls=[
+                text_pb2.ToolCall(id=c.id, name=c.name, arguments=c.arguments)
+                for c in completion.tool_calls
+            ],
+            logprobs_json=orjson.dumps(completion.logprobs).decode() if completion.logprobs else "",
         )
 
     async def GenerateStream(
@@ -113,17 +120,21 @@ class MultimodalService(multimodal_pb2_grpc.MultimodalServiceServicer):
         who, plan, deadline = await self._prepare(request, context)
         hold = await self._metering.reserve(who, plan, self._internal_timeout(deadline))
         record = UsageRecord(who, plan, hold)
-        stream: OpenStream[ChatClient, StreamEvent] | None = None
-        # grpc never resumes a generator cancelled at a yield: the RPC's end publishes the
-        # usage then (finish() publishes once, whichever comes first).
-        self._open_records.add(record)
-        # types-grpcio types the callback as a class no function matches; grpc calls any callable.
-        on_done = lambda _: self._metering.finish(record, "client_disconnect")  # noqa: E731
-        context.add_done_callback(on_done)  # type: ignore[arg-type]
+
+        def publish(outcome: str) -> None:
+            self._open_streams.discard(relay)
+            self._metering.finish(record, outcome)
+
+        relay = StreamRelay(publish)
+        self._open_streams.add(relay)
+        # A cancel while the generator waits at a yield (where grpc never resumes it) closes
+        # the provider's connection at once and publishes the usage. types-grpcio types the
+        # callback as a class no function matches; grpc calls any callable.
+        context.add_done_callback(relay.end_if_abandoned)  # type: ignore[arg-type]
         outcome = "client_disconnect"
         try:
             try:
-                stream = await self._attempts.open_stream(
+                relay.stream = stream = await self._attempts.open_stream(
                     (plan.route,),
                     deadline,
                     lambda client, route: client.stream(plan.call),
@@ -132,43 +143,62 @@ class MultimodalService(multimodal_pb2_grpc.MultimodalServiceServicer):
             except RouteFailed as err:
                 outcome = "error"
                 raise service_error(err.error, err.route, plan.mode, BACKEND_TYPE) from None
-            yield multimodal_pb2.GenerateStreamResponse(
-                start=multimodal_pb2.StreamStart(
-                    id=plan.request_id,
-                    model=plan.route.model,
-                    provider=plan.route.provider,
-                    created=int(time.time()),
-                    balance_micros=hold.balance_micros if hold else NO_BALANCE,
+            yield relay.suspended(
+                multimodal_pb2.GenerateStreamResponse(
+                    start=multimodal_pb2.StreamStart(
+                        id=plan.request_id,
+                        model=plan.route.model,
+                        provider=plan.route.provider,
+                        created=int(time.time()),
+                        balance_micros=hold.balance_micros if hold else NO_BALANCE,
+                    )
                 )
             )
+            relay.resumed()
             try:
                 async for event in stream:
                     if isinstance(event, Delta):
                         record.add_delta(event.text)
-                        yield multimodal_pb2.GenerateStreamResponse(
-                            delta=multimodal_pb2.StreamDelta(content=event.text)
+                        delta = multimodal_pb2.StreamDelta(content=event.text)
+                        if event.logprobs:
+                            delta.logprobs_json = orjson.dumps(event.logprobs).decode()
+                        yield relay.suspended(multimodal_pb2.GenerateStreamResponse(delta=delta))
+                        relay.resumed()
+                    elif isinstance(event, ToolCallDelta):
+                        record.add_delta(event.arguments)  # arguments are output too
+                        call = text_pb2.ToolCallDelta(
+                            index=event.index,
+                            id=event.id,
+                            name=event.name,
+                            arguments=event.arguments,
                         )
+                        yield relay.suspended(
+                            multimodal_pb2.GenerateStreamResponse(
+                                delta=multimodal_pb2.StreamDelta(tool_calls=[call])
+                            )
+                        )
+                        relay.resumed()
                     elif isinstance(event, Finish):
                         record.usage = event.usage
                         units = record.units()
                         outcome = "success"
-                        yield multimodal_pb2.GenerateStreamResponse(
-                            finish=multimodal_pb2.StreamFinish(
-                                finish_reason=event.finish_reason,
-                                usage=common_pb2.Usage(
-                                    input_tokens=units.input_tokens,
-                                    output_tokens=units.output_tokens,
-                                ),
+                        yield relay.suspended(
+                            multimodal_pb2.GenerateStreamResponse(
+                                finish=multimodal_pb2.StreamFinish(
+                                    finish_reason=event.finish_reason,
+                                    usage=common_pb2.Usage(
+                                        input_tokens=units.input_tokens,
+                                        output_tokens=units.output_tokens,
+                                    ),
+                                )
                             )
                         )
+                        relay.resumed()
             except ProviderError as err:
                 outcome = "upstream_error" if record.deltas else "error"
                 raise service_error(err, plan.route, plan.mode, BACKEND_TYPE) from None
         finally:
-            self._metering.finish(record, outcome)
-            self._open_records.discard(record)
-            if stream is not None:
-                await stream.aclose()
+            await relay.end(outcome)
 
     async def ListModels(
         self, request: multimodal_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
@@ -250,9 +280,10 @@ class MultimodalService(multimodal_pb2_grpc.MultimodalServiceServicer):
         return max(0.001, min(s.upstream_connect_timeout_s + s.upstream_timeout_s, remaining))
 
     def abandon_open_streams(self) -> None:
-        """Shutdown: publish what the streams grpc abandoned generated."""
-        for record in list(self._open_records):
-            self._metering.finish(record, "client_disconnect")
+        """Shutdown: publish what the streams grpc abandoned generated, and close them."""
+        for relay in list(self._open_streams):
+            relay.at_yield = True  # the server has stopped: no generator runs again
+            relay.end_if_abandoned()
 
 
 def _count(record: UsageRecord, completion: Completion) -> None:
@@ -260,6 +291,8 @@ def _count(record: UsageRecord, completion: Completion) -> None:
         record.usage = completion.usage
     else:
         record.add_delta(completion.text)
+        for tool_call in completion.tool_calls:  # arguments are output too
+            record.add_delta(tool_call.arguments)
 
 
 def _log_extra(plan: Plan) -> dict[str, str]:

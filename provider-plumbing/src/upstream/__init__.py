@@ -32,6 +32,7 @@ from upstream.pool import (
     client_key,
     key_hash,
 )
+from upstream.relay import StreamRelay
 from upstream.sse import ServerSentEvent, sse_events
 from upstream.transport import AddressRefused, GuardedResolver, ProviderTransport
 
@@ -55,6 +56,7 @@ __all__ = [
     "Route",
     "RouteFailed",
     "ServerSentEvent",
+    "StreamRelay",
     "TransportOptions",
     "client_key",
     "error_message",

@@ -16,7 +16,7 @@ from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import Response
 
 from gateway import schemas
-from gateway.chat import completion_json, parse_chat_request
+from gateway.chat import completion_json, message_fields, parse_chat_request
 from gateway.deps import CurrentUser, MultimodalClient, RequestId
 from gateway.errors import ApiError, invalid
 from gateway.lean_route import LeanRoute
@@ -26,15 +26,17 @@ from grpc_stubs.multimodal.v1 import multimodal_pb2
 PREFIX = "/api/multimodal-proxy"
 ALIAS_PREFIX = "/api/proxy/multimodal"  # the seed's name for the same route
 MULTIMODAL_PREFIXES = (PREFIX + "/", ALIAS_PREFIX + "/")  # their larger body limit
-_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 _DETAILS = ("auto", "low", "high")
-_SCALARS = (
+# What the text route's parser checked and multimodal.v1 takes as it is (the same fields).
+_OPTIONAL = (
     "temperature",
     "top_p",
     "max_tokens",
     "seed",
     "presence_penalty",
     "frequency_penalty",
+    "parallel_tool_calls",
+    "top_logprobs",
 )
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": schemas.ErrorResponse}
@@ -95,41 +97,16 @@ def _content(content: Any, where: str) -> list[multimodal_pb2.ContentPart]:
 
 
 def _messages(raw: Any) -> list[multimodal_pb2.ChatMessage]:
-    if not isinstance(raw, list):
-        raise _type_error("messages", "an array")
-    if not raw:
-        raise invalid("'messages' must not be empty", param="messages", code="invalid_value")
-    messages = []
-    for i, message in enumerate(raw):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise _type_error(where, "an object")
-        role = message.get("role")
-        if not isinstance(role, str):
-            raise _type_error(f"{where}.role", "a string")
-        role = _ROLES.get(role)
-        if role is None:
-            raise invalid(
-                f"invalid value for '{where}.role': supported roles are "
-                "'system', 'developer', 'user' and 'assistant'",
-                param=f"{where}.role",
-                code="invalid_value",
-            )
-        if message.get("content") is None:
-            raise invalid(
-                f"missing required parameter '{where}.content'",
-                param=f"{where}.content",
-                code="missing_required_parameter",
-            )
-        name = message.get("name")
-        if name is not None and not isinstance(name, str):
-            raise _type_error(f"{where}.name", "a string")
-        messages.append(
-            multimodal_pb2.ChatMessage(
-                role=role, content=_content(message["content"], f"{where}.content"), name=name or ""
-            )
+    return [
+        multimodal_pb2.ChatMessage(
+            role=m.role,
+            content=[] if m.content is None else _content(m.content, f"messages[{i}].content"),
+            name=m.name,
+            tool_calls=m.tool_calls,
+            tool_call_id=m.tool_call_id,
         )
-    return messages
+        for i, m in enumerate(message_fields(raw))
+    ]
 
 
 def parse_multimodal_request(
@@ -142,21 +119,7 @@ def parse_multimodal_request(
         raise invalid("the request body is not valid JSON", code="invalid_json") from None
     if not isinstance(body, dict):
         raise invalid("the request body must be a JSON object", code="invalid_json")
-    for name in ("tools", "tool_choice", "response_format"):
-        if body.get(name) is not None:
-            raise invalid(
-                f"'{name}' is not supported on the multimodal route yet",
-                param=name,
-                code="invalid_value",
-            )
-    messages = body.get("messages")
-    if messages is None:
-        raise invalid(
-            "missing required parameter 'messages'",
-            param="messages",
-            code="missing_required_parameter",
-        )
-    parsed = _messages(messages)
+    parsed = _messages(body.get("messages"))
     # Every other parameter is validated exactly as on the text route, by the text route's parser
     # on the body without its (image-carrying) messages.
     rest = {k: v for k, v in body.items() if k != "messages"}
@@ -164,9 +127,17 @@ def parse_multimodal_request(
     chat = parse_chat_request(orjson.dumps(rest), request_id)
     text = chat.generate
     request = multimodal_pb2.GenerateRequest(
-        model=text.model, messages=parsed, stop=list(text.stop), request_id=request_id
+        model=text.model,
+        messages=parsed,
+        stop=list(text.stop),
+        request_id=request_id,
+        tools=text.tools,
+        tool_choice=text.tool_choice,
+        tool_choice_function=text.tool_choice_function,
+        response_format_json=text.response_format_json,
+        logprobs=text.logprobs,
     )
-    for name in _SCALARS:
+    for name in _OPTIONAL:
         if text.HasField(name):  # type: ignore[arg-type]
             setattr(request, name, getattr(text, name))
     return request, chat.stream, chat.include_usage

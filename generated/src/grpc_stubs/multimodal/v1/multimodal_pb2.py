@@ -23,43 +23,44 @@ _sym_db = _symbol_database.Default()
 
 
 from grpc_stubs.common.v1 import common_pb2 as common_dot_v1_dot_common__pb2
+from grpc_stubs.text.v1 import text_pb2 as text_dot_v1_dot_text__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emultimodal/v1/multimodal.proto\x12\rmultimodal.v1\x1a\x16\x63ommon/v1/common.proto\"Y\n\nImageInput\x12\x0e\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x12\r\n\x03url\x18\x02 \x01(\tH\x00\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x12\n\nmedia_type\x18\x04 \x01(\tB\x08\n\x06source\"Q\n\x0b\x43ontentPart\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12*\n\x05image\x18\x02 \x01(\x0b\x32\x19.multimodal.v1.ImageInputH\x00\x42\x06\n\x04part\"V\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12+\n\x07\x63ontent\x18\x02 \x03(\x0b\x32\x1a.multimodal.v1.ContentPart\x12\x0c\n\x04name\x18\x03 \x01(\t\"\xe6\x02\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12,\n\x08messages\x18\x02 \x03(\x0b\x32\x1a.multimodal.v1.ChatMessage\x12\x18\n\x0btemperature\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x05 \x01(\x05H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x06 \x03(\t\x12\x11\n\x04seed\x18\x07 \x01(\x03H\x03\x88\x01\x01\x12\x1d\n\x10presence_penalty\x18\x08 \x01(\x01H\x04\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\t \x01(\x01H\x05\x88\x01\x01\x12\x12\n\nrequest_id\x18\n \x01(\tB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\r\n\x0b_max_tokensB\x07\n\x05_seedB\x13\n\x11_presence_penaltyB\x14\n\x12_frequency_penalty\"\xb1\x01\n\x10GenerateResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\t\x12\x15\n\rfinish_reason\x18\x05 \x01(\t\x12\x1f\n\x05usage\x18\x06 \x01(\x0b\x32\x10.common.v1.Usage\x12\x0f\n\x07\x63reated\x18\x07 \x01(\x03\x12\x16\n\x0e\x62\x61lance_micros\x18\x08 \x01(\x03\"\xaa\x01\n\x16GenerateStreamResponse\x12+\n\x05start\x18\x01 \x01(\x0b\x32\x1a.multimodal.v1.StreamStartH\x00\x12+\n\x05\x64\x65lta\x18\x02 \x01(\x0b\x32\x1a.multimodal.v1.StreamDeltaH\x00\x12-\n\x06\x66inish\x18\x03 \x01(\x0b\x32\x1b.multimodal.v1.StreamFinishH\x00\x42\x07\n\x05\x65vent\"c\n\x0bStreamStart\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x0f\n\x07\x63reated\x18\x04 \x01(\x03\x12\x16\n\x0e\x62\x61lance_micros\x18\x05 \x01(\x03\"\x1e\n\x0bStreamDelta\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\"F\n\x0cStreamFinish\x12\x15\n\rfinish_reason\x18\x01 \x01(\t\x12\x1f\n\x05usage\x18\x02 \x01(\x0b\x32\x10.common.v1.Usage\"\x13\n\x11ListModelsRequest\"7\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x10\n\x08owned_by\x18\x03 \x01(\t\":\n\x12ListModelsResponse\x12$\n\x06models\x18\x01 \x03(\x0b\x32\x14.multimodal.v1.Model\"\x14\n\x12\x43heckStatusRequest\"f\n\x13\x43heckStatusResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x12\n\nlatency_ms\x18\x05 \x01(\x03\x32\xe4\x02\n\x11MultimodalService\x12K\n\x08Generate\x12\x1e.multimodal.v1.GenerateRequest\x1a\x1f.multimodal.v1.GenerateResponse\x12Y\n\x0eGenerateStream\x12\x1e.multimodal.v1.GenerateRequest\x1a%.multimodal.v1.GenerateStreamResponse0\x01\x12Q\n\nListModels\x12 .multimodal.v1.ListModelsRequest\x1a!.multimodal.v1.ListModelsResponse\x12T\n\x0b\x43heckStatus\x12!.multimodal.v1.CheckStatusRequest\x1a\".multimodal.v1.CheckStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emultimodal/v1/multimodal.proto\x12\rmultimodal.v1\x1a\x16\x63ommon/v1/common.proto\x1a\x12text/v1/text.proto\"Y\n\nImageInput\x12\x0e\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x12\r\n\x03url\x18\x02 \x01(\tH\x00\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x12\n\nmedia_type\x18\x04 \x01(\tB\x08\n\x06source\"Q\n\x0b\x43ontentPart\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12*\n\x05image\x18\x02 \x01(\x0b\x32\x19.multimodal.v1.ImageInputH\x00\x42\x06\n\x04part\"\x93\x01\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12+\n\x07\x63ontent\x18\x02 \x03(\x0b\x32\x1a.multimodal.v1.ContentPart\x12\x0c\n\x04name\x18\x03 \x01(\t\x12%\n\ntool_calls\x18\x04 \x03(\x0b\x32\x11.text.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x05 \x01(\t\"\xcd\x04\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12,\n\x08messages\x18\x02 \x03(\x0b\x32\x1a.multimodal.v1.ChatMessage\x12\x18\n\x0btemperature\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x05 \x01(\x05H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x06 \x03(\t\x12\x11\n\x04seed\x18\x07 \x01(\x03H\x03\x88\x01\x01\x12\x1d\n\x10presence_penalty\x18\x08 \x01(\x01H\x04\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\t \x01(\x01H\x05\x88\x01\x01\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x1c\n\x05tools\x18\x0b \x03(\x0b\x32\r.text.v1.Tool\x12\x13\n\x0btool_choice\x18\x0c \x01(\t\x12\x1c\n\x14tool_choice_function\x18\r \x01(\t\x12 \n\x13parallel_tool_calls\x18\x0e \x01(\x08H\x06\x88\x01\x01\x12\x1c\n\x14response_format_json\x18\x0f \x01(\t\x12\x10\n\x08logprobs\x18\x10 \x01(\x08\x12\x19\n\x0ctop_logprobs\x18\x11 \x01(\x05H\x07\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\r\n\x0b_max_tokensB\x07\n\x05_seedB\x13\n\x11_presence_penaltyB\x14\n\x12_frequency_penaltyB\x16\n\x14_parallel_tool_callsB\x0f\n\r_top_logprobs\"\xef\x01\n\x10GenerateResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\t\x12\x15\n\rfinish_reason\x18\x05 \x01(\t\x12\x1f\n\x05usage\x18\x06 \x01(\x0b\x32\x10.common.v1.Usage\x12\x0f\n\x07\x63reated\x18\x07 \x01(\x03\x12\x16\n\x0e\x62\x61lance_micros\x18\x08 \x01(\x03\x12%\n\ntool_calls\x18\t \x03(\x0b\x32\x11.text.v1.ToolCall\x12\x15\n\rlogprobs_json\x18\n \x01(\t\"\xaa\x01\n\x16GenerateStreamResponse\x12+\n\x05start\x18\x01 \x01(\x0b\x32\x1a.multimodal.v1.StreamStartH\x00\x12+\n\x05\x64\x65lta\x18\x02 \x01(\x0b\x32\x1a.multimodal.v1.StreamDeltaH\x00\x12-\n\x06\x66inish\x18\x03 \x01(\x0b\x32\x1b.multimodal.v1.StreamFinishH\x00\x42\x07\n\x05\x65vent\"c\n\x0bStreamStart\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x0f\n\x07\x63reated\x18\x04 \x01(\x03\x12\x16\n\x0e\x62\x61lance_micros\x18\x05 \x01(\x03\"a\n\x0bStreamDelta\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12*\n\ntool_calls\x18\x02 \x03(\x0b\x32\x16.text.v1.ToolCallDelta\x12\x15\n\rlogprobs_json\x18\x03 \x01(\t\"F\n\x0cStreamFinish\x12\x15\n\rfinish_reason\x18\x01 \x01(\t\x12\x1f\n\x05usage\x18\x02 \x01(\x0b\x32\x10.common.v1.Usage\"\x13\n\x11ListModelsRequest\"7\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x10\n\x08owned_by\x18\x03 \x01(\t\":\n\x12ListModelsResponse\x12$\n\x06models\x18\x01 \x03(\x0b\x32\x14.multimodal.v1.Model\"\x14\n\x12\x43heckStatusRequest\"f\n\x13\x43heckStatusResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x12\n\nlatency_ms\x18\x05 \x01(\x03\x32\xe4\x02\n\x11MultimodalService\x12K\n\x08Generate\x12\x1e.multimodal.v1.GenerateRequest\x1a\x1f.multimodal.v1.GenerateResponse\x12Y\n\x0eGenerateStream\x12\x1e.multimodal.v1.GenerateRequest\x1a%.multimodal.v1.GenerateStreamResponse0\x01\x12Q\n\nListModels\x12 .multimodal.v1.ListModelsRequest\x1a!.multimodal.v1.ListModelsResponse\x12T\n\x0b\x43heckStatus\x12!.multimodal.v1.CheckStatusRequest\x1a\".multimodal.v1.CheckStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'multimodal.v1.multimodal_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_IMAGEINPUT']._serialized_start=73
-  _globals['_IMAGEINPUT']._serialized_end=162
-  _globals['_CONTENTPART']._serialized_start=164
-  _globals['_CONTENTPART']._serialized_end=245
-  _globals['_CHATMESSAGE']._serialized_start=247
-  _globals['_CHATMESSAGE']._serialized_end=333
-  _globals['_GENERATEREQUEST']._serialized_start=336
-  _globals['_GENERATEREQUEST']._serialized_end=694
-  _globals['_GENERATERESPONSE']._serialized_start=697
-  _globals['_GENERATERESPONSE']._serialized_end=874
-  _globals['_GENERATESTREAMRESPONSE']._serialized_start=877
-  _globals['_GENERATESTREAMRESPONSE']._serialized_end=1047
-  _globals['_STREAMSTART']._serialized_start=1049
-  _globals['_STREAMSTART']._serialized_end=1148
-  _globals['_STREAMDELTA']._serialized_start=1150
-  _globals['_STREAMDELTA']._serialized_end=1180
-  _globals['_STREAMFINISH']._serialized_start=1182
-  _globals['_STREAMFINISH']._serialized_end=1252
-  _globals['_LISTMODELSREQUEST']._serialized_start=1254
-  _globals['_LISTMODELSREQUEST']._serialized_end=1273
-  _globals['_MODEL']._serialized_start=1275
-  _globals['_MODEL']._serialized_end=1330
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1332
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1390
-  _globals['_CHECKSTATUSREQUEST']._serialized_start=1392
-  _globals['_CHECKSTATUSREQUEST']._serialized_end=1412
-  _globals['_CHECKSTATUSRESPONSE']._serialized_start=1414
-  _globals['_CHECKSTATUSRESPONSE']._serialized_end=1516
-  _globals['_MULTIMODALSERVICE']._serialized_start=1519
-  _globals['_MULTIMODALSERVICE']._serialized_end=1875
+  _globals['_IMAGEINPUT']._serialized_start=93
+  _globals['_IMAGEINPUT']._serialized_end=182
+  _globals['_CONTENTPART']._serialized_start=184
+  _globals['_CONTENTPART']._serialized_end=265
+  _globals['_CHATMESSAGE']._serialized_start=268
+  _globals['_CHATMESSAGE']._serialized_end=415
+  _globals['_GENERATEREQUEST']._serialized_start=418
+  _globals['_GENERATEREQUEST']._serialized_end=1007
+  _globals['_GENERATERESPONSE']._serialized_start=1010
+  _globals['_GENERATERESPONSE']._serialized_end=1249
+  _globals['_GENERATESTREAMRESPONSE']._serialized_start=1252
+  _globals['_GENERATESTREAMRESPONSE']._serialized_end=1422
+  _globals['_STREAMSTART']._serialized_start=1424
+  _globals['_STREAMSTART']._serialized_end=1523
+  _globals['_STREAMDELTA']._serialized_start=1525
+  _globals['_STREAMDELTA']._serialized_end=1622
+  _globals['_STREAMFINISH']._serialized_start=1624
+  _globals['_STREAMFINISH']._serialized_end=1694
+  _globals['_LISTMODELSREQUEST']._serialized_start=1696
+  _globals['_LISTMODELSREQUEST']._serialized_end=1715
+  _globals['_MODEL']._serialized_start=1717
+  _globals['_MODEL']._serialized_end=1772
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1774
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1832
+  _globals['_CHECKSTATUSREQUEST']._serialized_start=1834
+  _globals['_CHECKSTATUSREQUEST']._serialized_end=1854
+  _globals['_CHECKSTATUSRESPONSE']._serialized_start=1856
+  _globals['_CHECKSTATUSRESPONSE']._serialized_end=1958
+  _globals['_MULTIMODALSERVICE']._serialized_start=1961
+  _globals['_MULTIMODALSERVICE']._serialized_end=2317
 # @@protoc_insertion_point(module_scope)

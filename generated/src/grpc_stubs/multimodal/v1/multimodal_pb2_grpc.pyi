@@ -4,6 +4,8 @@ isort:skip_file
 multimodal-svc: chat completions whose messages carry images, against the caller's configured
 multimodal provider and model. Shaped like text.v1; a message's content is a list of parts.
 The caller's identity travels in gRPC metadata (x-user-id, x-user-member), never in the body.
+Tools, structured output and logprobs are text.v1's, with text.v1's field numbers, so the
+gateway reads the answers with text.v1's types and both services share one validation.
 """
 
 from collections import abc as _abc
