@@ -33,7 +33,9 @@ def unsigned_token(claims: dict) -> str:
 
 
 def claims(**overrides) -> dict:
-    return {"sub": "alice", "member": True, "exp": int(time.time()) + 600} | overrides
+    # Minted when the module is collected, so valid for a day: a long suite must not expire them
+    # before their test runs and turn a claim check into an expiry check.
+    return {"sub": "alice", "member": True, "exp": int(time.time()) + 86_400} | overrides
 
 
 def signed(algorithm: str = "HS256", **overrides) -> str:
