@@ -116,10 +116,22 @@ async def test_a_billing_svc_killed_mid_burst_is_restarted_and_every_answer_char
     )
     assert len(charges) == answered  # one charge per answered request: none lost, none twice
     assert all(c["cost_micros"] > 0 and c["shortfall_micros"] == 0 for c in charges)
-    async with httpx.AsyncClient(base_url=make_run.gateway_url) as http:
-        response = await http.get(
-            "/api/billing/balance", headers={"authorization": f"Bearer {make_run.token(user)}"}
-        )
+    answers: list[httpx.Response] = []
+
+    async def balance_answered() -> bool:
+        # The gateway's channel may still be in its reconnect backoff to the restarted billing-svc
+        # (a 503 that says to try again): ask until it answers, as a user would.
+        async with httpx.AsyncClient(base_url=make_run.gateway_url) as http:
+            answers.append(
+                await http.get(
+                    "/api/billing/balance",
+                    headers={"authorization": f"Bearer {make_run.token(user)}"},
+                )
+            )
+        return answers[-1].status_code != 503
+
+    await eventually(balance_answered, within_s=15.0, what="the balance from billing-svc")
+    response = answers[-1]
     assert response.status_code == 200, response.text
     balance = response.json()
     spent = -sum(c["amount_micros"] for c in charges)
