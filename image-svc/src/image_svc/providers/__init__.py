@@ -8,6 +8,7 @@ from image_svc.providers.base import ImageClient
 from image_svc.providers.comfyui import ComfyUIImages
 from image_svc.providers.openai_images import OpenAIImages
 from image_svc.providers.stability import StabilityImages
+from image_svc.providers.submission_line import SubmissionLines
 from image_svc.providers.workflows import load_templates
 from upstream import ClientPool, Connect, Endpoint, TransportOptions
 
@@ -24,13 +25,15 @@ PROVIDER_STYLES = {
 
 def clients(settings: Settings) -> ClientPool[ImageClient]:
     templates = load_templates(settings.comfyui_workflows_dir)
+    # Shared by every A1111 client this pool builds, so a rebuilt client keeps its endpoint's line.
+    lines = SubmissionLines()
 
     def build(endpoint: Endpoint, connect: Connect) -> ImageClient:
         style = endpoint.api_style
         if style == "stability":
             return StabilityImages(endpoint, connect)
         if style == "automatic1111":
-            return Automatic1111Images(endpoint, connect, settings.automatic1111_poll_s)
+            return Automatic1111Images(endpoint, connect, settings.automatic1111_poll_s, lines)
         if style == "comfyui":
             return ComfyUIImages(
                 endpoint,

@@ -1,7 +1,10 @@
 """AUTOMATIC1111 web UI (`--api`): `POST /sdapi/v1/txt2img` with the checkpoint in
 `override_settings`; `/sdapi/v1/progress` polled while the job runs (step, ETA, the current
 preview); `/sdapi/v1/interrupt` when the caller goes away while our job runs. HTTP Basic auth
-when credentials ("user:password") are configured."""
+when credentials ("user:password") are configured.
+
+A1111 cannot take back a queued txt2img, so image-svc sends each endpoint one job at a time
+(`SubmissionLines`): a job whose caller leaves while it waits in that line is never sent."""
 
 from __future__ import annotations
 
@@ -10,10 +13,11 @@ import base64
 import binascii
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from image_svc.providers.base import Event, Final, Job, Preview, Progress, Queued
+from image_svc.providers.submission_line import SubmissionLines, Ticket
 from upstream import Connect, Endpoint, Failure, ProviderError
 
 
@@ -27,7 +31,9 @@ def _b64(value: Any) -> bytes:
 
 
 class Automatic1111Images:
-    def __init__(self, endpoint: Endpoint, connect: Connect, poll_s: float) -> None:
+    def __init__(
+        self, endpoint: Endpoint, connect: Connect, poll_s: float, lines: SubmissionLines
+    ) -> None:
         headers = {}
         if endpoint.api_key:
             headers["authorization"] = (
@@ -35,8 +41,22 @@ class Automatic1111Images:
             )
         self._http = connect(headers)
         self._poll_s = poll_s
+        self._lines = lines
+        self._line_key = (endpoint.base_url, endpoint.api_key)
 
     async def run(self, job: Job) -> AsyncIterator[Event]:
+        ticket = self._lines.join(*self._line_key)
+        try:
+            async for position in ticket.positions():
+                yield Queued(position)
+            # aclosing: a caller that leaves mid-job closes _submit at once (its interrupt).
+            async with contextlib.aclosing(self._submit(job, ticket)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            ticket.leave()
+
+    async def _submit(self, job: Job, ticket: Ticket) -> AsyncGenerator[Event, None]:
         task_id = uuid.uuid4().hex
         body: dict[str, Any] = {
             "prompt": job.prompt,
@@ -86,6 +106,8 @@ class Automatic1111Images:
                     yield Preview(_b64(state["current_image"]), "image/png")
             answer = call.result()
             finished = True
+            # A1111 is done with it: the next job in our line goes while these are checked.
+            ticket.leave()
         finally:
             if not finished:
                 call.cancel()
