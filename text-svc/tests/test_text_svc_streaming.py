@@ -8,6 +8,7 @@ import grpc
 import pytest
 
 from grpc_stubs.text.v1 import text_pb2
+from provider_stand_ins.behaviour import reply_text
 from svc_common.errors import UPSTREAM_ERROR, UPSTREAM_TIMEOUT, from_rpc_error
 
 from .conftest import StartTextSvc, ask
@@ -47,6 +48,39 @@ async def test_a_cancelled_stream_closes_upstream_and_bills_what_was_generated(
     assert await svc.usage_event_count() == 1
 
 
+async def test_deltas_that_arrived_together_go_out_as_one_message(
+    start_text_svc: StartTextSvc,
+) -> None:
+    svc = await start_text_svc()
+    svc.openai.set_behaviour(chunks=20)  # every chunk written at once
+
+    kinds: list[str | None] = []
+    deltas: list[str] = []
+    async for message in svc.stub.GenerateStream(ask(), metadata=svc.metadata(), timeout=10):
+        kinds.append(message.WhichOneof("event"))
+        if message.HasField("delta"):
+            deltas.append(message.delta.content)
+    # The start and the finish stay messages of their own, in order, around the same text.
+    assert kinds[0] == "start" and kinds[-1] == "finish" and kinds.count("finish") == 1
+    assert "".join(deltas) == reply_text("hello there", 20)
+    assert len(deltas) < 20  # what was read together was sent together
+    event = await svc.next_usage_event()
+    assert (event.outcome, event.output_tokens) == ("success", 20)
+
+
+async def test_a_delta_goes_out_as_soon_as_it_arrives(start_text_svc: StartTextSvc) -> None:
+    svc = await start_text_svc()
+    svc.openai.set_behaviour(chunks=3, token_delay_s=1.0)
+
+    call = svc.stub.GenerateStream(ask(), metadata=svc.metadata(), timeout=10)
+    assert (await call.read()).HasField("start")
+    # The next word is a second away: the first is not held back to be merged with it.
+    assert (await call.read()).delta.content == "Echo:"
+    call.cancel()
+    event = await svc.next_usage_event()
+    assert event.outcome == "client_disconnect"
+
+
 async def test_a_stream_broken_by_the_provider_is_billed_as_upstream_error(
     start_text_svc: StartTextSvc,
 ) -> None:
@@ -60,12 +94,15 @@ async def test_a_stream_broken_by_the_provider_is_billed_as_upstream_error(
                 received.append(message.delta.content)
     remote = from_rpc_error(caught.value)
     assert (remote.code, remote.reason) == (grpc.StatusCode.UNAVAILABLE, UPSTREAM_ERROR)
-    assert len(received) == 4
+    # Every word the provider sent before the break reached the caller (the stand-in writes
+    # them at once, so they may come as fewer, merged deltas).
+    assert "".join(received) == "Echo: hello there 4"
     # Output had started: no retry.
     assert len(svc.openai.requests) == 1
     event = await svc.next_usage_event()
-    # The provider's usage never came: one token per delta, or a token per four characters.
-    counted = max(len(received), math.ceil(len("".join(received)) / 4))
+    # The provider's usage never came: one token per upstream delta (4 words), or a token per
+    # four characters.
+    counted = max(4, math.ceil(len("".join(received)) / 4))
     assert (event.outcome, event.output_tokens) == ("upstream_error", counted)
 
 

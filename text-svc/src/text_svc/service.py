@@ -4,18 +4,21 @@ resolve config → plan → hold → call the provider → usage event."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import enum
 import logging
-import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine, Generator
+from typing import Any
 
 import grpc
 import orjson
 
-from chat_codecs import Completion, Delta, Finish, ToolCallDelta
+from chat_codecs import Completion, Delta, Finish, StreamEvent, ToolCallDelta
 from grpc_stubs.common.v1 import common_pb2
 from grpc_stubs.text.v1 import text_pb2, text_pb2_grpc
 from svc_common.auth import Caller, caller
+from svc_common.deadlines import call_deadline, time_left
 from svc_common.errors import ServiceError
 from text_svc.catalog import ModelCatalog
 from text_svc.config import Settings
@@ -126,13 +129,40 @@ class TextService(text_pb2_grpc.TextServiceServicer):
                 )
             )
             run.resumed()
+            # Content deltas that arrived together (already read, parsed and waiting) go out as
+            # one message: a streamed gRPC message costs far more than its bytes, here and in
+            # the gateway. Nothing is held back: before waiting for the network, what is
+            # pending is sent.
+            texts: list[str] = []
             try:
-                async for event in run.stream:
+                while True:
+                    try:
+                        event = run.next_if_ready()
+                    except ProviderError:
+                        if texts:  # the deltas before an upstream error still go out first
+                            yield run.suspended(_content(texts))
+                            run.resumed()
+                        raise
+                    if event is _WAIT:
+                        if texts:
+                            yield run.suspended(_content(texts))
+                            run.resumed()
+                            texts = []
+                        event = await run.next_waited()
+                    if event is _END:
+                        break
+                    if isinstance(event, Delta) and not event.logprobs:
+                        record.add_delta(event.text)  # counted per upstream delta, as before
+                        texts.append(event.text)
+                        continue
+                    if texts:  # anything else keeps its place after the text before it
+                        yield run.suspended(_content(texts))
+                        run.resumed()
+                        texts = []
                     if isinstance(event, Delta):
                         record.add_delta(event.text)
                         delta = text_pb2.StreamDelta(content=event.text)
-                        if event.logprobs:
-                            delta.logprobs_json = orjson.dumps(event.logprobs).decode()
+                        delta.logprobs_json = orjson.dumps(event.logprobs).decode()
                         yield run.suspended(text_pb2.GenerateStreamResponse(delta=delta))
                         run.resumed()
                     elif isinstance(event, ToolCallDelta):
@@ -238,13 +268,11 @@ class TextService(text_pb2_grpc.TextServiceServicer):
         return who, plan, deadline
 
     def _internal_timeout(self, deadline: float) -> float:
-        remaining = deadline - asyncio.get_running_loop().time()
-        return max(0.001, min(self._settings.internal_call_timeout_s, remaining))
+        return time_left(deadline, self._settings.internal_call_timeout_s)
 
     def _list_timeout(self, deadline: float) -> float:
-        remaining = deadline - asyncio.get_running_loop().time()
         s = self._settings
-        return max(0.001, min(s.upstream_connect_timeout_s + s.upstream_timeout_s, remaining))
+        return time_left(deadline, s.upstream_connect_timeout_s + s.upstream_timeout_s)
 
     async def drain(self, timeout_s: float) -> None:
         """Shutdown, after the server stopped (every RPC ended or cancelled): end the streams
@@ -268,10 +296,53 @@ def _logprobs_json(completion: Completion) -> str:
 
 def _deadline(context: grpc.aio.ServicerContext) -> float:
     """The caller's deadline on the event loop's clock (infinite when it set none)."""
-    remaining = context.time_remaining()
-    if remaining is None:
-        return math.inf
-    return asyncio.get_running_loop().time() + remaining - _DEADLINE_MARGIN_S
+    return call_deadline(context, _DEADLINE_MARGIN_S)
+
+
+def _content(texts: list[str]) -> text_pb2.GenerateStreamResponse:
+    text = texts[0] if len(texts) == 1 else "".join(texts)
+    return text_pb2.GenerateStreamResponse(delta=text_pb2.StreamDelta(content=text))
+
+
+class _Step(enum.Enum):
+    WAIT = "the next event is not here yet"
+    END = "the upstream stream has ended"
+
+
+_WAIT, _END = _Step.WAIT, _Step.END
+
+
+class _Waiting:
+    """The rest of an `anext(stream)` that stopped to wait: awaiting it carries on exactly as
+    the plain `await` would have (what it waits on goes to the task; what the task sends or
+    throws, cancellation included, goes back into it)."""
+
+    __slots__ = ("_step", "_throw", "_waits_on")
+
+    def __init__(self, step: Coroutine[Any, Any, StreamEvent], waits_on: Any) -> None:
+        self._step = step
+        self._waits_on = waits_on
+        self._throw: BaseException | None = None
+
+    def cancelled(self) -> _Waiting:
+        """This step, to be awaited once more as if its task had been cancelled."""
+        self._throw = asyncio.CancelledError()
+        return self
+
+    def __await__(self) -> Generator[Any, Any, StreamEvent]:
+        step = self._step
+        try:
+            waits_on = step.throw(self._throw) if self._throw else self._waits_on
+            while True:
+                try:
+                    sent = yield waits_on
+                except BaseException as err:
+                    waits_on = step.throw(err)
+                else:
+                    waits_on = step.send(sent)
+        except StopIteration as stop:
+            event: StreamEvent = stop.value
+            return event
 
 
 class _StreamRun:
@@ -279,7 +350,16 @@ class _StreamRun:
     generator's `finally`, or, if the RPC is cancelled while the generator waits at a yield
     (where grpc never resumes it), by the RPC's done callback."""
 
-    __slots__ = ("_live", "_metering", "at_yield", "ended", "ended_event", "record", "stream")
+    __slots__ = (
+        "_live",
+        "_metering",
+        "_waiting",
+        "at_yield",
+        "ended",
+        "ended_event",
+        "record",
+        "stream",
+    )
 
     def __init__(self, metering: Metering, record: UsageRecord, live: set[_StreamRun]) -> None:
         self._metering = metering
@@ -289,7 +369,32 @@ class _StreamRun:
         self.at_yield = False
         self.ended = False
         self.ended_event = asyncio.Event()
+        self._waiting: _Waiting | None = None
         live.add(self)
+
+    def next_if_ready(self) -> StreamEvent | _Step:
+        """The next event if it is already here (read off the network with the ones before it),
+        without waiting; WAIT otherwise (then `next_waited()` gives it); END at the end. The
+        step is taken by hand: a coroutine that completes at its first `send` never waited."""
+        assert self.stream is not None
+        step = self.stream.__anext__()
+        try:
+            waits_on = step.send(None)
+        except StopIteration as stop:
+            event: StreamEvent = stop.value
+            return event
+        except StopAsyncIteration:
+            return _END
+        self._waiting = _Waiting(step, waits_on)
+        return _WAIT
+
+    async def next_waited(self) -> StreamEvent | _Step:
+        waiting, self._waiting = self._waiting, None
+        assert waiting is not None
+        try:
+            return await waiting
+        except StopAsyncIteration:
+            return _END
 
     def suspended(
         self, message: text_pb2.GenerateStreamResponse
@@ -307,6 +412,12 @@ class _StreamRun:
         # The record is final: publish first, so closing a slow upstream cannot delay the event.
         self._metering.finish(self.record, outcome)
         try:
+            # A step left waiting while the RPC ended at a yield still runs inside the upstream
+            # stream: cancel it (as its task would have been) before closing the stream.
+            waiting, self._waiting = self._waiting, None
+            if waiting is not None:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await waiting.cancelled()
             if self.stream is not None:
                 await self.stream.aclose()
         finally:
