@@ -30,6 +30,7 @@ DECLARED: dict[str, set[str]] = {
         "split_url",
     },
     "config_resolution": {"ConfigResolver"},
+    "deadlines": {"call_deadline", "time_left"},
     "holds": {"NO_BALANCE", "Hold", "HoldClient", "Route"},
     "logging": {"JsonFormatter", "scrub", "setup_logging"},
     "metrics": {

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeAlias
@@ -33,6 +32,7 @@ from image_svc.providers.base import (
 from image_svc.providers.workflows import WorkflowError
 from image_svc.store import ImageStore
 from svc_common.auth import Caller, caller
+from svc_common.deadlines import call_deadline, time_left
 from svc_common.errors import (
     API_KEY_MISSING,
     MEMBERSHIP_REQUIRED,
@@ -396,8 +396,7 @@ class ImageService(image_pb2_grpc.ImageServiceServicer):
             task.add_done_callback(self._cleanups.discard)
 
     def _internal_timeout(self, deadline: float) -> float:
-        remaining = deadline - asyncio.get_running_loop().time()
-        return max(0.001, min(self._settings.internal_call_timeout_s, remaining))
+        return time_left(deadline, self._settings.internal_call_timeout_s)
 
     async def drain(self, timeout_s: float) -> None:
         for run in list(self._runs):
@@ -442,10 +441,7 @@ def _usage(plan: Plan, record: UsageRecord) -> image_pb2.ImageUsage:
 
 
 def _deadline(context: grpc.aio.ServicerContext) -> float:
-    remaining = context.time_remaining()
-    if remaining is None:
-        return math.inf
-    return asyncio.get_running_loop().time() + remaining - _DEADLINE_MARGIN_S
+    return call_deadline(context, _DEADLINE_MARGIN_S)
 
 
 class _Run:

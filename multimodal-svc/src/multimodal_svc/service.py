@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import AsyncIterator
 
@@ -30,6 +29,7 @@ from multimodal_svc.plan import (
 )
 from multimodal_svc.providers import ProviderClients
 from svc_common.auth import Caller, caller
+from svc_common.deadlines import call_deadline, time_left
 from svc_common.errors import ServiceError
 from upstream import (
     AttemptPolicy,
@@ -271,13 +271,11 @@ class MultimodalService(multimodal_pb2_grpc.MultimodalServiceServicer):
         return who, plan.with_images(ready), deadline
 
     def _internal_timeout(self, deadline: float) -> float:
-        remaining = deadline - asyncio.get_running_loop().time()
-        return max(0.001, min(self._settings.internal_call_timeout_s, remaining))
+        return time_left(deadline, self._settings.internal_call_timeout_s)
 
     def _list_timeout(self, deadline: float) -> float:
-        remaining = deadline - asyncio.get_running_loop().time()
         s = self._settings
-        return max(0.001, min(s.upstream_connect_timeout_s + s.upstream_timeout_s, remaining))
+        return time_left(deadline, s.upstream_connect_timeout_s + s.upstream_timeout_s)
 
     def abandon_open_streams(self) -> None:
         """Shutdown: publish what the streams grpc abandoned generated, and close them."""
@@ -300,7 +298,4 @@ def _log_extra(plan: Plan) -> dict[str, str]:
 
 
 def _deadline(context: grpc.aio.ServicerContext) -> float:
-    remaining = context.time_remaining()
-    if remaining is None:
-        return math.inf
-    return asyncio.get_running_loop().time() + remaining - _DEADLINE_MARGIN_S
+    return call_deadline(context, _DEADLINE_MARGIN_S)
