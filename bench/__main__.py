@@ -12,7 +12,9 @@ report keeps the other sections' last figures, from .devstack/bench/results.json
 - base: latency and throughput against direct, streams, config resolution, settlement, consumer;
 - cpu: the platform's CPU per request and per streamed chunk under wrk (bench.cost);
 - paced: paced streams, time to first chunk, gaps, most streams held (bench.cost);
-- replicas: one and two text-svc replicas behind one gateway (bench.cost).
+- replicas: one and two text-svc replicas behind one gateway (bench.cost);
+- images: the image path's relay latency, overhead and memory, on platforms of its own
+  (bench.images; `make bench ONLY=images` starts no text stack).
 
 `--profile DIR` also records py-spy profiles (raw, collapsed stacks) of the gateway and text-svc
 under the cpu section's member load, into DIR.
@@ -38,7 +40,7 @@ import grpc
 import httpx
 import jwt
 
-from bench import cost
+from bench import cost, images
 from bench.load import Job
 from bench.meter import Meter
 from bench.wrk import ensure_wrk
@@ -49,7 +51,7 @@ from svc_common.auth import mint_service_token, outgoing_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / ".devstack" / "bench" / "results.json"
-SECTIONS = ("base", "cpu", "paced", "replicas")
+SECTIONS = ("base", "cpu", "paced", "replicas", "images")
 PLATFORM_KEY = "sk-bench-platform-key-0000000000"
 USER_KEY = "sk-bench-user-key-1111111111111"
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "benchmark this"}]}
@@ -219,6 +221,13 @@ def main() -> None:
     n_lat = int(2000 * scale)
     n_tput = int(10000 * scale)
 
+    done: dict[str, dict] = {}
+    if "images" in only:
+        print("images ...", flush=True)  # noqa: T201
+        done["images"] = images.measure(quick=args.quick)
+        if only == ["images"]:
+            publish(done, args.quick, args.out)
+            return
     stack = Stack(logs=ROOT / ".devstack" / "bench" / "logs")
     secret = uuid.uuid4().hex
     jwt_secret = uuid.uuid4().hex * 2
@@ -412,7 +421,6 @@ def main() -> None:
 
             consumer = asyncio.run(run_bench(admin_pg, redis_url, events=int(20000 * scale)))
             results["consumer"] = asdict(consumer)
-        done: dict[str, dict] = {}
         if "base" in only:
             done["base"] = results
         if {"cpu", "paced", "replicas"} & set(only):
@@ -444,15 +452,20 @@ def main() -> None:
         asyncio.run(_drop_db(admin_pg, db_name))
     finally:
         stack.stop()
+    publish(done, args.quick, args.out)
+
+
+def publish(done: dict[str, dict], quick: bool, out: str) -> None:
+    """Keep the sections just measured in results.json and write the report from all of them."""
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load1 = os.getloadavg()[0]
     saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for name, figures in done.items():
-        saved[name] = {"at": stamp, "quick": args.quick, "load": load1, "figures": figures}
+        saved[name] = {"at": stamp, "quick": quick, "load": load1, "figures": figures}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(saved, indent=1))
     report = render_all(saved)
-    Path(args.out).write_text(report)
+    Path(out).write_text(report)
     print(report)  # noqa: T201
 
 
@@ -547,6 +560,7 @@ def render_all(saved: dict) -> str:
         "cpu": cost.render_cpu,
         "paced": cost.render_paced,
         "replicas": cost.render_replicas,
+        "images": images.render,
     }
     for name in SECTIONS:
         if name not in saved:

@@ -12,6 +12,7 @@ batch, text and checkpoint by following the links from the output node.
 from __future__ import annotations
 
 import itertools
+import os
 import struct
 import time
 import uuid
@@ -31,6 +32,17 @@ from provider_stand_ins.images import (
     render,
 )
 from provider_stand_ins.state import COMPLETED, REJECTED, RequestRecord
+
+# A file to append one JSON line to per websocket `progress` event sent: its CLOCK_MONOTONIC time
+# (shared by every process on the machine), the job's prompt and step. `make bench` times the
+# platform's relay of each event from it.
+PROGRESS_LOG_ENV = "COMFYUI_STAND_IN_PROGRESS_LOG"
+
+
+def _append_line(path: str, line: dict[str, Any]) -> None:
+    with open(path, "ab") as out:  # a local file, a few microseconds
+        out.write(orjson.dumps(line) + b"\n")
+
 
 DEFAULT_MODELS = ("v1-5-pruned-emaonly.safetensors", "sd_xl_base_1.0.safetensors")
 VAES = ("vae-ft-mse-840000-ema-pruned.safetensors",)
@@ -624,6 +636,11 @@ class ComfyUIProvider(Provider):
             "node": plan.sampler_id,
         }
         await self.broadcast("progress", progress, sid)
+        log = os.environ.get(PROGRESS_LOG_ENV)
+        if log:
+            # After the send, so the log's time is when the event left (the file costs nothing
+            # of the event's own latency).
+            _append_line(log, {"t": time.monotonic(), "prompt": job.prompt, "step": job.step})
         frame = struct.pack(">II", PREVIEW_EVENT, PREVIEW_JPEG) + job.preview("jpeg")
         for socket in self._targets(sid):
             await socket.send({"type": "websocket.send", "bytes": frame})

@@ -84,9 +84,14 @@ def render(
     output_format: str = "png",
     filtered: bool = False,
     transparent: bool = False,
+    grain: bool = False,
 ) -> bytes:
-    """The encoded final image; ``filtered`` blurs it past recognition, as safety filters do."""
+    """The encoded final image; ``filtered`` blurs it past recognition, as safety filters do;
+    ``grain`` (the knob) makes it as hard to compress as a photo."""
     picture = draw(prompt, seed, width, height)
+    if grain:
+        noise = _rng(prompt, seed + 2).randbytes(width * height * 3)
+        picture = Image.blend(picture, Image.frombytes("RGB", (width, height), noise), 0.5)
     if filtered:
         picture = picture.filter(ImageFilter.BoxBlur(max(width, height) // 4))
     if transparent and FORMATS[output_format] != "JPEG":

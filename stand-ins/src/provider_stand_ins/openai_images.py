@@ -164,12 +164,12 @@ class ImageRequest:
             "total_tokens": text_tokens + output,
         }
 
-    def render(self, index: int) -> Any:
+    def render(self, index: int, grain: bool = False) -> Any:
         """The coroutine drawing image ``index`` (each image of a request has its own seed)."""
         transparent = self.gpt_image and self.background == "transparent"
         fmt = self.output_format if self.gpt_image else "png"
         return render_async(
-            self.prompt, self.seed + index, self.width, self.height, fmt, False, transparent
+            self.prompt, self.seed + index, self.width, self.height, fmt, False, transparent, grain
         )
 
 
@@ -343,7 +343,9 @@ class OpenAIImagesProvider(OpenAIProvider):
                 await self._end_early(ex, record, ended, started=False)
                 return
         ex.finish_waiting()
-        images = await asyncio.gather(*(request.render(index) for index in range(request.n)))
+        images = await asyncio.gather(
+            *(request.render(index, behaviour.grain) for index in range(request.n))
+        )
         payload: dict[str, Any] = {"created": int(time.time())}
         if request.gpt_image:
             payload["background"] = request.background
