@@ -13,11 +13,22 @@ from typing import Any
 
 import httpx
 from harness import USER_OPENAI_KEY, Platform
+from image_server import data_url, image_bytes
 from jsonschema import Draft202012Validator
 
 USER = "shapes"
 MESSAGES = [{"role": "user", "content": "hi"}]
 CHAT = {"model": "gpt-4o-mini", "messages": MESSAGES}
+RESPONSE = {"model": "gpt-4o-mini", "input": "hi"}
+IMAGE_QUESTION = [
+    {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "What is in this picture?"},
+            {"type": "image_url", "image_url": {"url": data_url(image_bytes()), "detail": "low"}},
+        ],
+    }
+]
 
 # (method, path template) -> (path to call, JSON body or None); in order, as they depend on it.
 CASES: dict[tuple[str, str], tuple[str, Any]] = {
@@ -39,10 +50,21 @@ CASES: dict[tuple[str, str], tuple[str, Any]] = {
         {"text": {"provider": "openai", "model": "gpt-4o-mini", "mode": "member"}},
     ),
     ("GET", "/api/settings/llm"): ("/api/settings/llm", None),
+    # Multimodal with the user's own key (configured above): a question about a data: URL image.
+    ("POST", "/api/multimodal-proxy/v1/chat/completions"): (
+        "/api/multimodal-proxy/v1/chat/completions",
+        {"model": "gpt-4o", "messages": IMAGE_QUESTION},
+    ),
+    ("GET", "/api/multimodal-proxy/v1/models"): ("/api/multimodal-proxy/v1/models", None),
+    ("GET", "/api/multimodal-proxy/status"): ("/api/multimodal-proxy/status", None),
     ("POST", "/api/text-proxy/v1/chat/completions"): ("/api/text-proxy/v1/chat/completions", CHAT),
     ("POST", "/api/llm-proxy/v1/chat/completions"): ("/api/llm-proxy/v1/chat/completions", CHAT),
+    ("POST", "/api/text-proxy/v1/responses"): ("/api/text-proxy/v1/responses", RESPONSE),
+    ("POST", "/api/llm-proxy/v1/responses"): ("/api/llm-proxy/v1/responses", RESPONSE),
     ("GET", "/api/text-proxy/v1/models"): ("/api/text-proxy/v1/models", None),
     ("GET", "/api/llm-proxy/v1/models"): ("/api/llm-proxy/v1/models", None),
+    ("GET", "/api/text-proxy/v1/models/{model}"): ("/api/text-proxy/v1/models/gpt-4o-mini", None),
+    ("GET", "/api/llm-proxy/v1/models/{model}"): ("/api/llm-proxy/v1/models/gpt-4o-mini", None),
     ("GET", "/api/text-proxy/status"): ("/api/text-proxy/status", None),
     ("GET", "/api/llm-proxy/status"): ("/api/llm-proxy/status", None),
     ("GET", "/api/billing/balance"): ("/api/billing/balance", None),

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.middleware.cors import CORSMiddleware
 
@@ -22,7 +23,10 @@ from gateway.routes import include_routers
 from gateway.routes.multimodal import MULTIMODAL_PREFIXES
 
 # Bodies the handlers validate by hand, described in OpenAPI all the same.
-_HAND_VALIDATED_BODIES = [schemas.ChatCompletionRequest]
+_HAND_VALIDATED_BODIES: list[type[BaseModel]] = [
+    schemas.ChatCompletionRequest,
+    schemas.MultimodalChatCompletionRequest,
+]
 
 
 # What browser clients read off an answer: the request id to quote, the balance after a member

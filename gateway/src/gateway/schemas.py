@@ -125,16 +125,94 @@ class ChatCompletionRequest(BaseModel):
     stream_options: StreamOptions | None = Field(None, description="Only with stream: true")
 
 
+class ImageUrl(BaseModel):
+    url: str = Field(
+        min_length=1,
+        description="A data: URL (data:image/png;base64,...) or, where the operator allows it, "
+        "an https URL the platform fetches; PNG, JPEG, WEBP or GIF",
+    )
+    detail: Literal["auto", "low", "high"] | None = Field(
+        None, description="How closely the model looks (and what the image costs); empty: auto"
+    )
+
+
+class ImageUrlPart(BaseModel):
+    type: Literal["image_url"]
+    image_url: ImageUrl | str = Field(description="The image (a plain URL string is taken too)")
+
+
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str = Field(description="The arguments as a JSON text")
+
+
+class ToolCall(BaseModel):
+    id: str
+    type: Literal["function"]
+    function: FunctionCall
+
+
+class FunctionDefinition(BaseModel):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = Field(None, description="A JSON schema object")
+    strict: bool | None = None
+
+
+class Tool(BaseModel):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(BaseModel):
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class ResponseFormat(BaseModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = Field(
+        None, description="With type json_schema: {name, schema, strict?}"
+    )
+
+
+class MultimodalChatMessage(BaseModel):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[Annotated[TextPart | ImageUrlPart, Field(discriminator="type")]] | None = (
+        Field(None, description="Required except beside an assistant's tool_calls")
+    )
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = Field(None, description="Assistant messages only")
+    tool_call_id: str | None = Field(None, description="Required in tool messages")
+
+
+class MultimodalChatCompletionRequest(ChatCompletionRequest):
+    """OpenAI's chat completion body with image_url content parts, tools and structured output."""
+
+    messages: list[MultimodalChatMessage] = Field(min_length=1)  # type: ignore[assignment]
+    tools: list[Tool] | None = None
+    tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20, description="Only with logprobs: true")
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"]
-    content: str
+    content: str | None = Field(description="null when the model calls tools instead")
+    tool_calls: list[ToolCall] | None = None
 
 
 class Choice(BaseModel):
     index: int
     message: AssistantMessage
     finish_reason: str
-    logprobs: None = None
+    logprobs: dict[str, Any] | None = Field(None, description="With logprobs: true")
 
 
 class CompletionUsage(BaseModel):

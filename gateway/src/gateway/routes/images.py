@@ -450,7 +450,8 @@ async def get_image_file(
     user: CurrentUser,
     request_id: RequestId,
     images: ImageClient,
-    expires: Annotated[int, Query()],
+    # Unix seconds, an int64 in the image-svc request: anything else is a 422, not a failure.
+    expires: Annotated[int, Query(ge=0, le=2**63 - 1)],
     signature: Annotated[str, Query(max_length=256)],
 ) -> Response:
     """A stored image: image-svc checks the signature, the user it was made for and the expiry."""
@@ -521,6 +522,8 @@ def build_router(prefix: str, *, alias: bool = False) -> APIRouter:
         methods=["GET"],
         summary="A generated image behind its signed URL (yours only, until it expires)",
         response_model=None,
+        # Image bytes, never JSON: only the image media types below are documented for a 200.
+        response_class=Response,
         include_in_schema=not alias,
         responses={
             200: {

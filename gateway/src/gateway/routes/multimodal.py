@@ -233,7 +233,7 @@ def build_router(prefix: str, *, alias: bool = False) -> APIRouter:
                 "required": True,
                 "content": {
                     "application/json": {
-                        "schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}
+                        "schema": {"$ref": "#/components/schemas/MultimodalChatCompletionRequest"}
                     }
                 },
             }
