@@ -29,7 +29,13 @@ DECLARED: dict[str, set[str]] = {
         "parse_ip_literal",
         "split_url",
     },
-    "config_resolution": {"ConfigResolver"},
+    "config_resolution": {
+        "ChatConfig",
+        "ConfigResolver",
+        "ConfigSource",
+        "OperatorDefaults",
+        "config_source",
+    },
     "deadlines": {"call_deadline", "time_left"},
     "holds": {"NO_BALANCE", "Hold", "HoldClient", "Route"},
     "logging": {"JsonFormatter", "scrub", "setup_logging"},
@@ -43,7 +49,9 @@ DECLARED: dict[str, set[str]] = {
         "server_method",
         "split_method",
     },
+    "metering": {"Metering", "UsageRecord"},
     "migrations": {"apply_migrations"},
+    "model_server": {"Closeable", "ModelServer", "open_redis"},
     "names": {
         "BACKEND_TYPES",
         "BACKEND_TYPE_ENUMS",
@@ -53,6 +61,7 @@ DECLARED: dict[str, set[str]] = {
         "MODE_NAMES",
         "BackendTypeEnum",
         "ModeEnum",
+        "api_style_for",
     },
     "settings_changes": {
         "CHANNEL",

@@ -10,40 +10,24 @@ import pytest
 import redis.asyncio as aioredis
 from image_svc.config import Settings
 from image_svc.server import ImageServer, create_server
+from model_service_harness import SECRET, USER, ModelServiceHarness, RunningServers
 
 from grpc_stubs.image.v1 import image_pb2_grpc
 from provider_stand_ins import StandIn
-from svc_common.auth import mint_service_token, outgoing_metadata
-from svc_common.usage_events import UsageEvent
 
-SECRET = "test-service-token-secret"
 OPENAI_KEY = "sk-platform-openai-images-0123456789"
 STABILITY_KEY = "sk-platform-stability-0123456789ab"
-USER = "alice"
+__all__ = ["OPENAI_KEY", "SECRET", "STABILITY_KEY", "USER", "Harness", "StartImageSvc"]
 
 
-class Harness:
+class Harness(ModelServiceHarness[ImageServer]):
+    """One running image-svc."""
+
     def __init__(
         self, server: ImageServer, channel: grpc.aio.Channel, redis: aioredis.Redis
     ) -> None:
-        self.server = server
-        self.settings = server.settings
-        self.channel = channel
+        super().__init__(server, channel, redis)
         self.stub = image_pb2_grpc.ImageServiceStub(channel)
-        self.redis = redis
-        self._seen = "0-0"
-
-    def metadata(self, user: str = USER, *, member: bool = True) -> tuple[tuple[str, str], ...]:
-        token = mint_service_token(SECRET, "gateway")
-        return outgoing_metadata(token, user_id=user, is_member=member, request_id="")
-
-    async def next_usage_event(self, timeout_s: float = 5.0) -> UsageEvent:
-        stream = self.settings.usage_stream
-        answer = await self.redis.xread({stream: self._seen}, count=1, block=int(timeout_s * 1000))
-        assert answer, f"no usage event on {stream} within {timeout_s}s"
-        [(_, [(entry_id, fields)])] = answer
-        self._seen = entry_id.decode()
-        return UsageEvent.from_fields(fields)
 
 
 @pytest.fixture
@@ -66,7 +50,7 @@ StartImageSvc = Callable[..., Awaitable[Harness]]
 async def start_image_svc(
     stand_ins: dict[str, StandIn], redis_url: str, redis_prefix: str, redis_client: aioredis.Redis
 ) -> AsyncIterator[StartImageSvc]:
-    running: list[tuple[ImageServer, grpc.aio.Channel]] = []
+    running: RunningServers[ImageServer] = RunningServers()
 
     async def start(**overrides: Any) -> Harness:
         values: dict[str, Any] = {
@@ -87,13 +71,8 @@ async def start_image_svc(
             "upstream_timeout_s": 20.0,
         }
         values.update(overrides)
-        server = create_server(Settings(**values))
-        await server.start()
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
-        running.append((server, channel))
+        server, channel = await running.start(create_server, Settings(**values))
         return Harness(server, channel, redis_client)
 
     yield start
-    for server, channel in running:
-        await channel.close()
-        await server.stop(1.0)
+    await running.aclose()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 
 from svc_common import usage_events
-from svc_common.config import ServiceSettings
+from svc_common.config import CommaList, ServiceSettings
 
 
 def _default_consumer_name() -> str:
@@ -58,11 +57,4 @@ class Settings(ServiceSettings):
     # Credited once to every new account (ledger grant "welcome:<user>"); 0 = none.
     starting_balance_micros: int = Field(default=0, ge=0)
     # Service identities allowed to call Grant (comma-separated in the environment).
-    grant_services: Annotated[frozenset[str], NoDecode] = frozenset({"operator"})
-
-    @field_validator("grant_services", mode="before")
-    @classmethod
-    def _split_names(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return frozenset(name.strip() for name in value.split(",") if name.strip())
-        return value
+    grant_services: CommaList = Field(default_factory=lambda: ["operator"])

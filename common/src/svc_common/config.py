@@ -10,10 +10,14 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Mapping
-from typing import Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from svc_common.addresses import normalise_hosts
+from svc_common.settings_changes import CHANNEL
+from svc_common.usage_events import STREAM
 
 # Secret values that have been published (as defaults in this repository's compose file, docs or
 # examples, or as the usual placeholders): a deployment that uses one lets anyone mint service
@@ -101,6 +105,25 @@ def refuse_public_secrets(
         )
 
 
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        value = value.split(",")
+    if isinstance(value, list | tuple):
+        return [str(item).strip() for item in value if str(item).strip()]
+    return value
+
+
+def _split_hosts(value: Any) -> Any:
+    value = _split_commas(value)
+    return normalise_hosts(value) if isinstance(value, list) else value
+
+
+# A setting written "a,b,c" in the environment (NoDecode: not parsed as JSON), blanks dropped.
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
+# A comma-separated allow-list of hosts, each as URLs compare it (`addresses.normalise_host`).
+HostList = Annotated[list[str], NoDecode, BeforeValidator(_split_hosts)]
+
+
 class ProcessSettings(BaseSettings):
     """Base of every process's environment settings, the gateway's and the services': the
     deployment environment, the log level, and the refusal of public secrets. Subclasses set
@@ -146,3 +169,55 @@ class ServiceSettings(ProcessSettings):
             f"{prefix}SERVICE_TOKEN_SECRET": ("secret", self.service_token_secret),
             f"{prefix}SERVICE_TOKEN": ("service_token", self.service_token),
         }
+
+
+class ModelServiceSettings(ServiceSettings):
+    """Base of a model service's Settings: how it reaches settings-svc, billing-svc and Redis,
+    its operator defaults, and the operator's providers (`<provider>_base_url` and
+    `<provider>_api_key` fields of the subclass, for the names in `KNOWN_PROVIDERS`). Timeouts
+    and retries toward providers stay in the subclass: each service has its own defaults."""
+
+    # Providers whose base URL and platform key the operator configures, by provider name.
+    KNOWN_PROVIDERS: ClassVar[tuple[str, ...]] = ()
+
+    # Hosts a user's base URL may name although they resolve to loopback/private addresses: the
+    # same list as SETTINGS_SVC_ALLOWED_BASE_URL_HOSTS, enforced again at every connection (a
+    # host taken off the list stops working at once for saved configs too).
+    allowed_base_url_hosts: HostList = Field(default_factory=list)
+    upstream_connect_timeout_s: float = Field(default=5.0, gt=0)
+    # A retry-after longer than this is not waited for: the caller gets the 429 with the hint.
+    max_retry_wait_s: float = Field(default=10.0, ge=0)
+
+    # The config every caller gets when settings-svc is not configured (settings_target empty).
+    default_provider: str = "openai"
+
+    # settings-svc address (host:port); empty: every caller gets the operator defaults.
+    settings_target: str = ""
+    # billing-svc address; empty: member mode runs without credit holds (development only).
+    billing_target: str = ""
+    # Redis for usage events and settings-change messages; empty: no usage events are published.
+    # SecretStr: a URL may carry a password (as the database URLs).
+    redis_url: SecretStr | None = None
+    usage_stream: str = STREAM
+    settings_changed_channel: str = CHANNEL
+    config_cache_ttl_s: float = Field(default=30.0, ge=0)
+    # Deadline for calls to settings-svc and billing-svc.
+    internal_call_timeout_s: float = Field(default=5.0, gt=0)
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _no_redis_when_empty(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    def operator_base_url(self, provider: str) -> str:
+        """The operator's base URL for a provider; empty when the operator configured none."""
+        if provider not in self.KNOWN_PROVIDERS:
+            return ""
+        return str(getattr(self, f"{provider}_base_url", ""))
+
+    def platform_key(self, provider: str) -> str:
+        """The platform's key for a provider (member mode); empty when there is none."""
+        if provider not in self.KNOWN_PROVIDERS:
+            return ""
+        secret: SecretStr | None = getattr(self, f"{provider}_api_key", None)
+        return secret.get_secret_value() if secret is not None else ""

@@ -20,6 +20,7 @@ __all__ = [
     "MODE_NAMES",
     "BackendTypeEnum",
     "ModeEnum",
+    "api_style_for",
 ]
 
 BackendTypeEnum = common_pb2.BackendType.ValueType
@@ -44,3 +45,14 @@ MODE_ENUMS: Final = MappingProxyType(
     {"member": common_pb2.MODE_MEMBER, "byok": common_pb2.MODE_BYOK}
 )
 MODE_NAMES: Final = MappingProxyType({value: name for name, value in MODE_ENUMS.items()})
+
+# The wire protocol of each chat provider that has its own; every other provider name is an
+# OpenAI-compatible server (LM Studio, vLLM, a generic one).
+_CHAT_API_STYLES: Final = MappingProxyType(
+    {"openai": "openai", "anthropic": "anthropic", "ollama": "ollama"}
+)
+
+
+def api_style_for(provider: str) -> str:
+    """The wire protocol of a chat provider named without one: anything unknown speaks OpenAI's."""
+    return _CHAT_API_STYLES.get(provider, "openai_compatible")

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import ClassVar
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 
-from svc_common import settings_changes
-from svc_common.addresses import normalise_hosts
-from svc_common.config import ServiceSettings
-from svc_common.usage_events import STREAM
+from svc_common.config import ModelServiceSettings
 
 # Providers whose base URL and platform key (or Basic credentials) the operator configures here.
 KNOWN_PROVIDERS = ("openai", "openai_compatible", "stability", "automatic1111", "comfyui")
 
 
-class Settings(ServiceSettings):
+class Settings(ModelServiceSettings):
     model_config = SettingsConfigDict(env_prefix="IMAGE_SVC_", extra="ignore")
+    KNOWN_PROVIDERS: ClassVar[tuple[str, ...]] = KNOWN_PROVIDERS
 
     # Upstream providers (operator configuration). Platform keys are used in member mode only.
     openai_base_url: str = "https://api.openai.com/v1"
@@ -51,51 +49,22 @@ class Settings(ServiceSettings):
     image_url_ttl_s: int = Field(default=3600, ge=1)
     image_url_path: str = "/api/image-proxy/v1/images/files"
 
-    allowed_base_url_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
-
-    upstream_connect_timeout_s: float = Field(default=5.0, gt=0)
     # A whole job (queue wait included) for a non-streamed call, or to the first event.
     upstream_timeout_s: float = Field(default=300.0, gt=0)
     # Longest silence between two events of a running job.
     upstream_idle_timeout_s: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=1, ge=0)
-    max_retry_wait_s: float = Field(default=10.0, ge=0)
     # The largest image accepted from a provider.
     max_image_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
 
-    # The config every caller gets when settings-svc is not configured (settings_target empty).
-    default_provider: str = "openai"
+    # The config every caller gets when settings-svc is not configured (with default_provider).
     default_model: str = "gpt-image-2"
 
-    settings_target: str = ""
-    billing_target: str = ""
-    redis_url: str = ""
+    # Where image-svc's keys in Redis (redis_url) begin.
     redis_prefix: str = "image-svc:"
-    usage_stream: str = STREAM
-    settings_changed_channel: str = settings_changes.CHANNEL
-    config_cache_ttl_s: float = Field(default=30.0, ge=0)
-    internal_call_timeout_s: float = Field(default=5.0, gt=0)
-
-    @field_validator("allowed_base_url_hosts", mode="before")
-    @classmethod
-    def _split_hosts(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.split(",")
-        if isinstance(value, list | tuple):
-            return normalise_hosts(str(h) for h in value)
-        return value
 
     def named_secrets(self) -> dict[str, tuple[str, SecretStr | None]]:
         return {
             **super().named_secrets(),
             "IMAGE_SVC_IMAGE_URL_SECRET": ("secret", self.image_url_secret),
         }
-
-    def operator_base_url(self, provider: str) -> str:
-        return str(getattr(self, f"{provider}_base_url", "")) if provider in KNOWN_PROVIDERS else ""
-
-    def platform_key(self, provider: str) -> str:
-        if provider not in KNOWN_PROVIDERS:
-            return ""
-        secret: SecretStr | None = getattr(self, f"{provider}_api_key", None)
-        return secret.get_secret_value() if secret is not None else ""

@@ -11,9 +11,10 @@ from grpc_stubs.common.v1 import common_pb2
 from multimodal_svc.config import Settings
 from multimodal_svc.config_source import BACKEND_TYPE
 from multimodal_svc.plan import Plan, output_tokens_estimate
+from svc_common import metering
 from svc_common.auth import Caller
-from svc_common.holds import NO_BALANCE, Hold, HoldClient, Route
-from svc_common.usage_events import UsageEvent, UsagePublisher, now_ms
+from svc_common.holds import NO_BALANCE, Hold, Route
+from svc_common.usage_events import UsageEvent, now_ms
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -68,44 +69,19 @@ class UsageRecord:
         )
 
 
-class Metering:
+class Metering(metering.Metering):
     def __init__(self, settings: Settings, redis: aioredis.Redis | None) -> None:
-        self._usage = UsagePublisher(redis, settings.usage_stream)
-        self._holds: HoldClient | None = None
-        if settings.billing_target:
-            if settings.service_token is None:
-                raise RuntimeError("MULTIMODAL_SVC_SERVICE_TOKEN is required to call billing-svc")
-            self._holds = HoldClient(
-                settings.billing_target,
-                settings.service_token.get_secret_value(),
-                settings.internal_call_timeout_s,
-            )
+        super().__init__(settings, redis, BACKEND_TYPE)
 
     async def reserve(self, who: Caller, plan: Plan, timeout_s: float) -> Hold | None:
         """Hold the worst case before a member call; INSUFFICIENT_CREDITS passes through."""
-        if plan.mode != "member" or self._holds is None:
-            return None
-        return await self._holds.reserve(
+        return await self.hold(
             who,
+            mode=plan.mode,
             request_id=plan.request_id,
-            backend_type=BACKEND_TYPE,
             routes=[Route(plan.route.provider, plan.route.model)],
             worst_case=common_pb2.Usage(
                 input_tokens=plan.input_tokens_bound, output_tokens=plan.output_tokens_cap
             ),
             timeout_s=timeout_s,
         )
-
-    def finish(self, record: UsageRecord, outcome: str) -> None:
-        """Queue the request's one usage event (never awaits: it runs in `finally` blocks)."""
-        if record.published:
-            return
-        record.published = True
-        self._usage.submit(record.event(outcome))
-
-    async def drain(self, timeout_s: float) -> None:
-        await self._usage.drain(timeout_s)
-
-    async def aclose(self) -> None:
-        if self._holds is not None:
-            await self._holds.aclose()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 
 from svc_common import settings_changes
-from svc_common.config import ServiceSettings
+from svc_common.config import HostList, ServiceSettings
 
 
 class Settings(ServiceSettings):
@@ -23,7 +21,8 @@ class Settings(ServiceSettings):
     migrate_on_start: bool = True
 
     # Every write publishes "<user_id>:<backend_type>" here so model services drop cached configs.
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    # SecretStr: a URL may carry a password (as the database URL).
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     settings_changed_channel: str = settings_changes.CHANNEL
 
     # Comma-separated `keyid:base64(32 bytes)`; the first encrypts, any listed decrypts (rotation).
@@ -31,7 +30,7 @@ class Settings(ServiceSettings):
 
     # Comma-separated hosts a user base URL may name even though they resolve to loopback/private
     # addresses (e.g. an operator-run Ollama). Everything else must resolve to public addresses.
-    allowed_base_url_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allowed_base_url_hosts: HostList = Field(default_factory=list)
     # Presets change only by migration or operator SQL: re-read this often (and on SIGHUP).
     presets_reload_seconds: float = Field(default=60.0, gt=0)
     # Rows per batch for `rotate-keys` and the legacy carry-over.
@@ -42,12 +41,3 @@ class Settings(ServiceSettings):
             **super().named_secrets(),
             "SETTINGS_SVC_ENCRYPTION_KEYS": ("encryption_keys", self.encryption_keys),
         }
-
-    @field_validator("allowed_base_url_hosts", mode="before")
-    @classmethod
-    def _split_hosts(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.split(",")
-        if isinstance(value, list | tuple):
-            return [str(h).strip().strip("[]").lower().rstrip(".") for h in value if str(h).strip()]
-        return value

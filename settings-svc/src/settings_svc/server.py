@@ -61,7 +61,8 @@ class SettingsServer(Service):
         if not self.settings.migrate_on_start:  # migrate() loaded them otherwise
             await self.presets.reload(self.pool)
         self._changes = ChangePublisher(
-            aioredis.Redis.from_url(self.settings.redis_url), self.settings.settings_changed_channel
+            aioredis.Redis.from_url(self.settings.redis_url.get_secret_value()),
+            self.settings.settings_changed_channel,
         )
         self.servicer.bind(ConfigStore(self.pool), self._changes)
 

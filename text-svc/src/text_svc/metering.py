@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from grpc_stubs.common.v1 import common_pb2
+from svc_common import metering
 from svc_common.auth import Caller
-from svc_common.holds import NO_BALANCE, Hold, HoldClient, Route
-from svc_common.usage_events import UsageEvent, UsagePublisher, now_ms
+from svc_common.holds import NO_BALANCE, Hold, Route
+from svc_common.usage_events import UsageEvent, now_ms
 from text_svc.config import Settings
 from text_svc.plan import Plan, output_tokens_estimate
 from text_svc.providers.base import TokenUsage
@@ -83,47 +84,20 @@ class UsageRecord:
         )
 
 
-class Metering:
+class Metering(metering.Metering):
     def __init__(self, settings: Settings, redis: aioredis.Redis | None) -> None:
-        self._usage = UsagePublisher(redis, settings.usage_stream)
-        self._holds: HoldClient | None = None
-        if settings.billing_target:
-            if settings.service_token is None:
-                raise RuntimeError("TEXT_SVC_SERVICE_TOKEN is required to call billing-svc")
-            self._holds = HoldClient(
-                settings.billing_target,
-                settings.service_token.get_secret_value(),
-                settings.internal_call_timeout_s,
-            )
+        super().__init__(settings, redis, BACKEND_TYPE)
 
     async def reserve(self, who: Caller, plan: Plan, timeout_s: float) -> Hold | None:
         """Hold the worst-case cost of the dearest route before a member call;
         INSUFFICIENT_CREDITS passes through."""
-        if plan.mode != "member" or self._holds is None:
-            return None
-        return await self._holds.reserve(
+        return await self.hold(
             who,
+            mode=plan.mode,
             request_id=plan.request_id,  # minted for this call (the hold id)
-            backend_type=BACKEND_TYPE,
             routes=[Route(r.provider, r.model) for r in plan.routes],
             worst_case=common_pb2.Usage(
                 input_tokens=plan.input_tokens_bound, output_tokens=plan.output_tokens_cap
             ),
             timeout_s=timeout_s,
         )
-
-    def finish(self, record: UsageRecord, outcome: str) -> None:
-        """Queue the request's one usage event. Never awaits: it runs in `finally` blocks of
-        tasks being cancelled; the publisher task (drained at shutdown) sends it."""
-        if record.published:
-            return
-        record.published = True
-        self._usage.submit(record.event(outcome))
-
-    async def drain(self, timeout_s: float) -> None:
-        """Wait until every queued usage event is sent (shutdown), then stop the publisher."""
-        await self._usage.drain(timeout_s)
-
-    async def aclose(self) -> None:
-        if self._holds is not None:
-            await self._holds.aclose()

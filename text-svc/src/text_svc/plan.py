@@ -14,8 +14,9 @@ from chat_codecs.options import chat_options, input_bytes, tool_message
 from grpc_stubs.text.v1 import text_pb2
 from svc_common.auth import Caller
 from svc_common.errors import FailedPrecondition, InvalidArgument, NotFound
+from svc_common.names import api_style_for
 from text_svc.config import KNOWN_PROVIDERS, Settings
-from text_svc.config_source import TextConfig, api_style_for
+from text_svc.config_source import TextConfig
 from upstream import Endpoint, Route
 
 log = logging.getLogger(__name__)
