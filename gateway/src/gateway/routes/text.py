@@ -185,6 +185,7 @@ def build_router(prefix: str, *, deprecated: bool = False) -> APIRouter:
         response_model=None,
         responses={
             200: {
+                "model": schemas.ResponseObject,
                 "description": "A response object, or with stream: true the Responses "
                 "server-sent events (response.created ... response.completed)",
                 "content": {"text/event-stream": {}},
