@@ -29,6 +29,7 @@ PLATFORM = {
     "settings-svc": ("settings_svc", "settings_svc.config"),
     "billing-svc": ("billing_svc", "billing_svc.config"),
     "multimodal-svc": ("multimodal_svc", "multimodal_svc.config"),
+    "image-svc": ("image_svc", "image_svc.config"),
 }
 MONITORING = ("prometheus", "grafana", "otel-collector", "jaeger")
 # Nothing waits for the collector, and its image has no tool to run a check with.
@@ -47,6 +48,8 @@ def _operator_values() -> dict[str, str]:
         "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
         "TEXT_SVC_SERVICE_TOKEN": mint_service_token(secret, "text-svc"),
         "MULTIMODAL_SVC_SERVICE_TOKEN": mint_service_token(secret, "multimodal-svc"),
+        "IMAGE_SVC_SERVICE_TOKEN": mint_service_token(secret, "image-svc"),
+        "IMAGE_URL_SECRET": secrets.token_urlsafe(32),
         "GATEWAY_SERVICE_TOKEN": mint_service_token(secret, "gateway"),
     }
 

@@ -9,6 +9,7 @@ finds; the tests at the end break a built manifest on purpose and show that the 
 from __future__ import annotations
 
 import copy
+import importlib
 import re
 import shutil
 import subprocess
@@ -337,6 +338,32 @@ def test_every_service_is_deployed_with_its_module(base: list[Obj]) -> None:
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         assert container["command"] == ["python", "-m", name.replace("-", "_")]
         assert container["image"].startswith("model-platform:")
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_is_given_settings_it_reads_and_every_secret_it_names(
+    base: list[Obj], name: str
+) -> None:
+    """A misspelt variable is silently ignored (the Settings classes ignore extra variables), and
+    a missing named secret only shows when the pod starts: both are caught here."""
+    module = name.replace("-", "_")
+    settings_class = importlib.import_module(f"{module}.config").Settings
+    prefix = settings_class.model_config["env_prefix"]
+    (deployment,) = (o for o in base if o["kind"] == "Deployment" and o["metadata"]["name"] == name)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    configmaps = {ref["configMapRef"]["name"] for ref in container.get("envFrom", [])}
+    given = {
+        key
+        for o in base
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"] in configmaps
+        for key in o.get("data", {})
+    } | {env["name"] for env in container.get("env", [])}
+    read = {f"{prefix}{field.upper()}" for field in settings_class.model_fields}
+    assert sorted(v for v in given if v.startswith(prefix) and v not in read) == [], name
+    # The gateway verifies JWTs with one of two keys (RS256 here), so not every named one is set.
+    if name != "gateway":
+        named = settings_class.model_construct().named_secrets()
+        assert sorted(set(named) - given) == [], f"{name}: named secrets not given"
 
 
 @pytest.mark.parametrize("overlay", ["base", "migrate", "overlays/dev", "overlays/dev/migrate"])

@@ -90,9 +90,7 @@ class Settings(ProcessSettings):
             )
         if has_secret and len(self.jwt_hs256_secret.get_secret_value().encode()) < 32:  # type: ignore[union-attr]
             raise ValueError("GATEWAY_JWT_HS256_SECRET must be at least 32 bytes (RFC 7518 3.2)")
-        # image-svc is not in backend_targets() until docker-compose runs it (deploy/tests).
-        calls_backends = any(self.backend_targets().values()) or bool(self.image_target)
-        if self.service_token is None and calls_backends:
+        if self.service_token is None and any(self.backend_targets().values()):
             raise ValueError("GATEWAY_SERVICE_TOKEN is required to call the gRPC backends")
         if self.max_body_bytes <= 0 or self.multimodal_max_body_bytes <= 0:
             raise ValueError(
@@ -113,6 +111,7 @@ class Settings(ProcessSettings):
         return {
             "text": self.text_target,
             "multimodal": self.multimodal_target,
+            "image": self.image_target,
             "settings": self.settings_target,
             "billing": self.billing_target,
         }
