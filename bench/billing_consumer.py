@@ -28,8 +28,8 @@ import uvloop
 from pydantic import SecretStr
 
 from billing_svc import db
-from billing_svc.config import Settings
 from billing_svc.consumer import UsageConsumer
+from billing_svc.environment import Settings
 from billing_svc.prices import PriceBook
 from svc_common.usage_events import UsageEvent, now_ms
 

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from grpc_stubs.text.v1 import text_pb2, text_pb2_grpc
 from svc_common import grpc_client, metrics
 from svc_common.auth import mint_service_token, outgoing_metadata
-from svc_common.config import ServiceSettings
+from svc_common.environment import ServiceSettings
 from svc_common.grpc_server import GrpcService, build_server
 
 SECRET = "bench-metrics-secret-0123456789abcdef"

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import httpx
 import psutil
-from multimodal_svc.config import Settings as MultimodalSettings
+from multimodal_svc.environment import Settings as MultimodalSettings
 from multimodal_svc.intake import ImageIntake, ImageSource
 from PIL import Image
 

@@ -19,7 +19,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from gateway.app import create_app
-from gateway.config import Settings
+from gateway.environment import Settings
 from gateway.server import server_config
 
 

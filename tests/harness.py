@@ -17,21 +17,21 @@ from typing import Any
 import grpc
 import openai
 from gateway_server import serve_gateway
-from image_svc.config import Settings as ImageSettings
+from image_svc.environment import Settings as ImageSettings
 from image_svc.server import create_server as create_image
-from multimodal_svc.config import Settings as MultimodalSettings
+from multimodal_svc.environment import Settings as MultimodalSettings
 from multimodal_svc.server import create_server as create_multimodal
 
-from billing_svc.config import Settings as BillingSettings
+from billing_svc.environment import Settings as BillingSettings
 from billing_svc.server import create_server as create_billing
 from gateway.auth import mint_token
-from gateway.config import Settings as GatewaySettings
+from gateway.environment import Settings as GatewaySettings
 from grpc_stubs.billing.v1 import billing_pb2, billing_pb2_grpc
 from provider_stand_ins import StandIn
-from settings_svc.config import Settings as SettingsSettings
+from settings_svc.environment import Settings as SettingsSettings
 from settings_svc.server import create_server as create_settings
 from svc_common.auth import mint_service_token, outgoing_metadata
-from text_svc.config import Settings as TextSettings
+from text_svc.environment import Settings as TextSettings
 from text_svc.server import create_server as create_text
 
 PLATFORM_OPENAI_KEY = "sk-platform-openai-0000000000000001"

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from gateway_server import serve_gateway
 
-from gateway.config import Settings
 from gateway.console import CONTENT_SECURITY_POLICY
+from gateway.environment import Settings
 
 INDEX = (
     '<!doctype html><html><head><script type="module" src="/assets/index-AbC123.js"></script>'

@@ -1,4 +1,4 @@
-"""No service starts outside development with an empty or published secret (svc_common.config
+"""No service starts outside development with an empty or published secret (svc_common.environment
 refuse_public_secrets, used by every service's settings)."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from billing_svc.config import Settings as BillingSettings
-from gateway.config import Settings as GatewaySettings
-from settings_svc.config import Settings as SettingsSettings
+from billing_svc.environment import Settings as BillingSettings
+from gateway.environment import Settings as GatewaySettings
+from settings_svc.environment import Settings as SettingsSettings
 from svc_common.auth import mint_service_token
-from text_svc.config import Settings as TextSettings
+from text_svc.environment import Settings as TextSettings
 
 # The default docker-compose.yml used to give every service.
 PUBLISHED_SECRET = "change-me-service-token-secret"

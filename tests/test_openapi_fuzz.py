@@ -37,7 +37,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from gateway.app import create_app
-from gateway.config import Settings
+from gateway.environment import Settings
 
 CHECKS = [
     not_a_server_error,

@@ -11,8 +11,8 @@ from typing import Any
 import grpc
 import redis.asyncio as aioredis
 
-from billing_svc.config import Settings
 from billing_svc.consumer import UsageConsumer
+from billing_svc.environment import Settings
 from billing_svc.prices import PriceBook
 from billing_svc.server import BillingServer
 from grpc_stubs.billing.v1 import billing_pb2, billing_pb2_grpc

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from grpc_stubs.text.v1 import text_pb2, text_pb2_grpc
 from svc_common import grpc_client
 from svc_common.auth import mint_service_token, outgoing_metadata
-from svc_common.config import ServiceSettings
+from svc_common.environment import ServiceSettings
 from svc_common.errors import InvalidArgument
 from svc_common.grpc_server import GrpcService, build_server
 from svc_common.lifecycle import Service

@@ -18,7 +18,7 @@ from svc_common.auth import (
     mint_service_token,
     outgoing_metadata,
 )
-from svc_common.config import ServiceSettings
+from svc_common.environment import ServiceSettings
 from svc_common.errors import Unauthenticated
 from svc_common.grpc_server import GrpcService, build_server
 

@@ -9,7 +9,7 @@ import pytest
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from svc_common.config import CommaList, HostList, ModelServiceSettings
+from svc_common.environment import CommaList, HostList, ModelServiceSettings
 
 
 class _Settings(ModelServiceSettings):

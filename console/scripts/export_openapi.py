@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.app import create_app
-from gateway.config import Settings
+from gateway.environment import Settings
 
 OPENAPI_JSON = Path(__file__).resolve().parents[1] / "src" / "api" / "openapi.json"
 

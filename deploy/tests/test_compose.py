@@ -18,18 +18,18 @@ import pytest
 import yaml
 
 from svc_common.auth import mint_service_token
-from svc_common.config import KNOWN_PUBLIC_SECRETS
+from svc_common.environment import KNOWN_PUBLIC_SECRETS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 # The platform's services: the module `python -m` runs, and its Settings class.
 PLATFORM = {
-    "gateway": ("gateway", "gateway.config"),
-    "text-svc": ("text_svc", "text_svc.config"),
-    "settings-svc": ("settings_svc", "settings_svc.config"),
-    "billing-svc": ("billing_svc", "billing_svc.config"),
-    "multimodal-svc": ("multimodal_svc", "multimodal_svc.config"),
-    "image-svc": ("image_svc", "image_svc.config"),
+    "gateway": ("gateway", "gateway.environment"),
+    "text-svc": ("text_svc", "text_svc.environment"),
+    "settings-svc": ("settings_svc", "settings_svc.environment"),
+    "billing-svc": ("billing_svc", "billing_svc.environment"),
+    "multimodal-svc": ("multimodal_svc", "multimodal_svc.environment"),
+    "image-svc": ("image_svc", "image_svc.environment"),
 }
 MONITORING = ("prometheus", "grafana", "otel-collector", "jaeger")
 # Nothing waits for the collector, and its image has no tool to run a check with.

@@ -132,7 +132,7 @@ def in_context(path: str, patterns: list[tuple[bool, re.Pattern[str]]]) -> bool:
 PRODUCTION_FILES = [
     "uv.lock",
     "pyproject.toml",
-    "common/src/svc_common/config.py",
+    "common/src/svc_common/environment.py",
     "gateway/src/gateway/app.py",
     "text-svc/src/text_svc/server.py",
     "settings-svc/src/settings_svc/migrations/0001_schema.sql",

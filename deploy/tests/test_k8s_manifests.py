@@ -169,7 +169,9 @@ def deployment_problems(objects: list[Obj]) -> list[str]:
         # deadline), or a rollout cuts streams off.
         prefix = name.replace("-", "_").upper() + "_"
         grace = float(config.get(f"{prefix}GRACE_SECONDS", 0))
-        if name == "gateway":  # its default: the longest call's deadline + 5 s (gateway.config)
+        if (
+            name == "gateway"
+        ):  # its default: the longest call's deadline + 5 s (gateway.environment)
             deadline = float(config.get("GATEWAY_UPSTREAM_DEADLINE_S", 0))
             grace = float(config.get("GATEWAY_GRACE_SECONDS", deadline + 5))
         if name in MODEL_SERVICES:
@@ -347,7 +349,7 @@ def test_each_service_is_given_settings_it_reads_and_every_secret_it_names(
     """A misspelt variable is silently ignored (the Settings classes ignore extra variables), and
     a missing named secret only shows when the pod starts: both are caught here."""
     module = name.replace("-", "_")
-    settings_class = importlib.import_module(f"{module}.config").Settings
+    settings_class = importlib.import_module(f"{module}.environment").Settings
     prefix = settings_class.model_config["env_prefix"]
     (deployment,) = (o for o in base if o["kind"] == "Deployment" and o["metadata"]["name"] == name)
     (container,) = deployment["spec"]["template"]["spec"]["containers"]

@@ -36,13 +36,13 @@ from gateway_server import serve_gateway
 from pydantic import SecretStr
 
 from gateway.auth import mint_token
-from gateway.config import Settings
+from gateway.environment import Settings
 from grpc_stubs.billing.v1 import billing_pb2, billing_pb2_grpc
 from grpc_stubs.common.v1 import common_pb2
 from grpc_stubs.settings.v1 import settings_pb2, settings_pb2_grpc
 from grpc_stubs.text.v1 import text_pb2, text_pb2_grpc
 from svc_common.auth import Caller, caller, mint_service_token
-from svc_common.config import ServiceSettings
+from svc_common.environment import ServiceSettings
 from svc_common.errors import Conflict, NotFound, ServiceError
 from svc_common.grpc_server import GrpcService, build_server
 

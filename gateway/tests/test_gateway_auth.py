@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.auth import TokenVerifier, mint_token, unauthorized
-from gateway.config import Settings
+from gateway.environment import Settings
 from gateway.errors import ApiError
 
 from .conftest import JWT_SECRET, Backends

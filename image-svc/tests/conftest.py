@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 import pytest
 import redis.asyncio as aioredis
-from image_svc.config import Settings
+from image_svc.environment import Settings
 from image_svc.server import ImageServer, create_server
 from model_service_harness import SECRET, USER, ModelServiceHarness, RunningServers
 

@@ -45,6 +45,8 @@ EXPECTED = {
     "OpenStream",
     "Route",
     "RouteFailed",
+    # relaying a provider stream to a caller who may leave at any send
+    "StreamRelay",
 }
 
 

@@ -19,7 +19,7 @@ from settings_test_support import (
     running,
 )
 
-from settings_svc.config import Settings
+from settings_svc.environment import Settings
 from settings_svc.server import SettingsServer
 
 

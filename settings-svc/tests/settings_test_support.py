@@ -13,7 +13,7 @@ import grpc
 
 from grpc_stubs.common.v1 import common_pb2
 from grpc_stubs.settings.v1 import settings_pb2, settings_pb2_grpc
-from settings_svc.config import Settings
+from settings_svc.environment import Settings
 from settings_svc.server import SettingsServer, create_server
 from svc_common.auth import mint_service_token, outgoing_metadata
 from svc_common.errors import RemoteError, from_rpc_error

@@ -25,7 +25,7 @@ from settings_test_support import (
 
 from grpc_stubs.settings.v1 import settings_pb2
 from settings_svc.__main__ import run_rotate_keys
-from settings_svc.config import Settings
+from settings_svc.environment import Settings
 from settings_svc.keystore import KeyRing, associated_data
 from settings_svc.migrate import MIGRATIONS_DIR
 from settings_svc.rotation import rotate_keys

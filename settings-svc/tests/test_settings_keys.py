@@ -21,7 +21,7 @@ from settings_test_support import (
 )
 
 from settings_svc.__main__ import run_rotate_keys
-from settings_svc.config import Settings
+from settings_svc.environment import Settings
 from settings_svc.keystore import (
     InvalidApiKey,
     KeyConfigError,

@@ -26,7 +26,7 @@ from settings_test_support import (
 
 from grpc_stubs.settings.v1 import settings_pb2
 from settings_svc.__main__ import run_migrate
-from settings_svc.config import Settings
+from settings_svc.environment import Settings
 from settings_svc.server import create_server
 
 pytestmark = pytest.mark.timeout(90)

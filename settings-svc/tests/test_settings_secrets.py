@@ -20,7 +20,7 @@ from settings_test_support import (
 )
 
 from settings_svc.__main__ import run_migrate, run_rotate_keys
-from settings_svc.config import Settings
+from settings_svc.environment import Settings
 from svc_common.logging import JsonFormatter
 
 pytestmark = pytest.mark.timeout(60)

@@ -12,7 +12,7 @@ from model_service_harness import SECRET, USER, ModelServiceHarness, RunningServ
 
 from grpc_stubs.text.v1 import text_pb2, text_pb2_grpc
 from provider_stand_ins import StandIn
-from text_svc.config import Settings
+from text_svc.environment import Settings
 from text_svc.server import TextServer, create_server
 
 OPENAI_KEY = "sk-platform-openai-0123456789abcdef"

@@ -13,8 +13,8 @@ from grpc_stubs.common.v1 import common_pb2
 from grpc_stubs.settings.v1 import settings_pb2
 from svc_common.auth import Caller
 from svc_common.errors import FailedPrecondition
-from text_svc.config import Settings
 from text_svc.config_source import TextConfig, watch_settings_changes
+from text_svc.environment import Settings
 from text_svc.plan import Route, endpoint_for, fallback_route
 
 pytestmark = pytest.mark.timeout(30)

@@ -13,7 +13,7 @@ import sys
 import uuid
 
 from billing_svc import accounts, db
-from billing_svc.config import Settings
+from billing_svc.environment import Settings
 from billing_svc.prices import format_credits
 from billing_svc.server import create_server
 from svc_common import lifecycle

@@ -26,8 +26,8 @@ from redis.exceptions import RedisError, ResponseError
 
 from billing_svc import metrics
 from billing_svc.accounts import RESERVED_PREFIXES
-from billing_svc.config import Settings
 from billing_svc.db import is_transient
+from billing_svc.environment import Settings
 from billing_svc.prices import PriceBook
 from billing_svc.settlement import apply_usage_events
 from svc_common.usage_events import InvalidUsageEvent, UsageEvent

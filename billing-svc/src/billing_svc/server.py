@@ -7,8 +7,8 @@ import logging
 import asyncpg
 
 from billing_svc import db
-from billing_svc.config import Settings
 from billing_svc.consumer import UsageConsumer
+from billing_svc.environment import Settings
 from billing_svc.prices import PriceBook
 from billing_svc.service import BillingServicer
 from billing_svc.sweeper import HoldSweeper

@@ -6,8 +6,8 @@ import asyncpg
 import grpc
 
 from billing_svc import accounts
-from billing_svc.config import Settings
 from billing_svc.consumer import MAX_UNITS
+from billing_svc.environment import Settings
 from billing_svc.prices import PriceBook, Units, UnknownPrice
 from grpc_stubs.billing.v1 import billing_pb2, billing_pb2_grpc
 from grpc_stubs.common.v1 import common_pb2

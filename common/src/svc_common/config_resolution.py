@@ -25,7 +25,7 @@ from grpc_stubs.common.v1 import common_pb2
 from grpc_stubs.settings.v1 import settings_pb2, settings_pb2_grpc
 from svc_common import grpc_client, metrics, settings_changes
 from svc_common.auth import Caller, forward_metadata
-from svc_common.config import ModelServiceSettings
+from svc_common.environment import ModelServiceSettings
 from svc_common.errors import from_rpc_error, reraise
 from svc_common.names import BACKEND_TYPE_ENUMS, api_style_for
 

@@ -22,7 +22,7 @@ from grpc_reflection.v1alpha import reflection
 
 from svc_common import grpc_client, metrics
 from svc_common.auth import CallRefused, ServiceAuth, bind_caller
-from svc_common.config import ServiceSettings
+from svc_common.environment import ServiceSettings
 from svc_common.errors import InvalidArgument, abort_with
 from svc_common.telemetry import server_interceptors
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import uvloop
 
-from svc_common.config import ServiceSettings
+from svc_common.environment import ServiceSettings
 from svc_common.grpc_server import GrpcService
 from svc_common.metrics import MetricsServer
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from grpc_stubs.common.v1 import common_pb2
 from svc_common.auth import Caller
-from svc_common.config import ModelServiceSettings
+from svc_common.environment import ModelServiceSettings
 from svc_common.holds import Hold, HoldClient, Route
 from svc_common.usage_events import UsageEvent, UsagePublisher
 

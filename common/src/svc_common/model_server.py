@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from svc_common.config import ModelServiceSettings
 from svc_common.config_resolution import ConfigSource
+from svc_common.environment import ModelServiceSettings
 from svc_common.grpc_server import GrpcService
 from svc_common.lifecycle import Background, BackgroundTask, Service
 from svc_common.metering import Metering

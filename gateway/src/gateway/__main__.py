@@ -5,7 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from gateway.app import create_app
-from gateway.config import Settings
+from gateway.environment import Settings
 from gateway.server import server_config
 from svc_common.logging import setup_logging
 

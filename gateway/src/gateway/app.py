@@ -14,8 +14,8 @@ from starlette.middleware.cors import CORSMiddleware
 from gateway import schemas
 from gateway.auth import TokenVerifier
 from gateway.clients import Backends
-from gateway.config import Settings
 from gateway.console import install_console
+from gateway.environment import Settings
 from gateway.errors import install_error_handlers
 from gateway.metrics import Metrics, MetricsMiddleware
 from gateway.middleware import BodyLimitMiddleware, RequestIdMiddleware

@@ -14,7 +14,7 @@ import jwt
 from cachetools import LRUCache
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from gateway.config import Settings
+from gateway.environment import Settings
 from gateway.errors import ApiError
 
 MAX_USER_ID_LENGTH = 128

@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry import propagate
 
 from gateway.auth import User
-from gateway.config import Settings
+from gateway.environment import Settings
 from gateway.errors import from_remote
 from gateway.streaming import CallCancelled, ModelStream, cancelled_by_us
 from grpc_stubs.billing.v1 import billing_pb2, billing_pb2_grpc

@@ -17,7 +17,7 @@ import orjson
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.config import Settings
+from gateway.environment import Settings
 from gateway.errors import error_body
 
 log = logging.getLogger("gateway.server")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from image_svc.config import Settings
+from image_svc.environment import Settings
 from image_svc.server import create_server
 from svc_common.lifecycle import run, serve
 from svc_common.logging import setup_logging

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from image_svc.config import Settings
+from image_svc.environment import Settings
 from image_svc.plan import Plan
 from image_svc.providers.base import TokenUsage
 from svc_common import metering

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from grpc_stubs.common.v1 import common_pb2
 from grpc_stubs.image.v1 import image_pb2
 from grpc_stubs.settings.v1 import settings_pb2
-from image_svc.config import Settings
+from image_svc.environment import Settings
 from image_svc.providers import PROVIDER_STYLES
 from image_svc.providers.base import Job
 from image_svc.providers.openai_images import is_gpt_image

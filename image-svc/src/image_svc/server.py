@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from grpc_stubs.image.v1 import image_pb2, image_pb2_grpc
-from image_svc.config import Settings
+from image_svc.environment import Settings
 from image_svc.metering import Metering
 from image_svc.plan import config_from, default_config
 from image_svc.providers import clients as provider_clients

@@ -14,7 +14,7 @@ import grpc
 from grpc_stubs.common.v1 import common_pb2
 from grpc_stubs.image.v1 import image_pb2, image_pb2_grpc
 from image_svc.checks import check_image
-from image_svc.config import Settings
+from image_svc.environment import Settings
 from image_svc.metering import Metering, UsageRecord
 from image_svc.plan import ImageConfig, Plan, _style, endpoint_for, plan_generation
 from image_svc.providers.base import (

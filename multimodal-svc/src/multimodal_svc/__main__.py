@@ -3,7 +3,7 @@ gracefully."""
 
 from __future__ import annotations
 
-from multimodal_svc.config import Settings
+from multimodal_svc.environment import Settings
 from multimodal_svc.server import create_server
 from svc_common.lifecycle import run, serve
 from svc_common.logging import setup_logging

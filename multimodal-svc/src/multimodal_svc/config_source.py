@@ -4,7 +4,7 @@ without MULTIMODAL_SVC_SETTINGS_TARGET, the operator's default provider and mode
 
 from __future__ import annotations
 
-from multimodal_svc.config import Settings
+from multimodal_svc.environment import Settings
 from svc_common import config_resolution
 from svc_common.config_resolution import ChatConfig
 

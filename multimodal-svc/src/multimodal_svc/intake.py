@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from PIL import Image, ImageOps
 
 from chat_codecs import ImagePart
-from multimodal_svc.config import Settings
+from multimodal_svc.environment import Settings
 from svc_common.errors import InvalidArgument
 from upstream import FetchFailed, fetch_bytes
 

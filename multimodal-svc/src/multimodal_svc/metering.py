@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from chat_codecs import TokenUsage
 from grpc_stubs.common.v1 import common_pb2
-from multimodal_svc.config import Settings
 from multimodal_svc.config_source import BACKEND_TYPE
+from multimodal_svc.environment import Settings
 from multimodal_svc.plan import Plan, output_tokens_estimate
 from svc_common import metering
 from svc_common.auth import Caller

@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 from chat_codecs import ChatRequest, ImagePart, Message, Part, TextPart
 from chat_codecs.options import chat_options, input_bytes, tool_message
 from grpc_stubs.multimodal.v1 import multimodal_pb2
-from multimodal_svc.config import Settings
 from multimodal_svc.config_source import VisionConfig
+from multimodal_svc.environment import Settings
 from multimodal_svc.image_tokens import image_tokens
 from multimodal_svc.intake import ImageSource, ReadyImage
 from svc_common.auth import Caller

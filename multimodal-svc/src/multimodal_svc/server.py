@@ -8,8 +8,8 @@ import logging
 from PIL import Image
 
 from grpc_stubs.multimodal.v1 import multimodal_pb2, multimodal_pb2_grpc
-from multimodal_svc.config import Settings
 from multimodal_svc.config_source import config_source
+from multimodal_svc.environment import Settings
 from multimodal_svc.metering import Metering
 from multimodal_svc.providers import ProviderClients
 from multimodal_svc.service import MultimodalService

@@ -15,8 +15,8 @@ from chat_codecs import Completion, Delta, Finish, ModelInfo, ToolCallDelta
 from grpc_stubs.common.v1 import common_pb2
 from grpc_stubs.multimodal.v1 import multimodal_pb2, multimodal_pb2_grpc
 from grpc_stubs.text.v1 import text_pb2
-from multimodal_svc.config import Settings
 from multimodal_svc.config_source import BACKEND_TYPE, ConfigSource
+from multimodal_svc.environment import Settings
 from multimodal_svc.intake import ImageIntake
 from multimodal_svc.metering import NO_BALANCE, Metering, UsageRecord
 from multimodal_svc.plan import (

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from settings_svc.config import Settings
+from settings_svc.environment import Settings
 from settings_svc.keystore import KeyConfigError, KeyRing
 from settings_svc.migrate import migrate
 from settings_svc.presets import PresetCatalog

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from settings_svc.config import Settings
+from settings_svc.environment import Settings
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from grpc_stubs.settings.v1 import settings_pb2, settings_pb2_grpc
 from settings_svc.changes import ChangePublisher
-from settings_svc.config import Settings
+from settings_svc.environment import Settings
 from settings_svc.keystore import KeyRing
 from settings_svc.migrate import migrate
 from settings_svc.presets import PresetCatalog

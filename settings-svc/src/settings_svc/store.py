@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from settings_svc.config import Settings
+from settings_svc.environment import Settings
 from settings_svc.keystore import EncryptedKey
 
 SCHEMA = "settings"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from svc_common.lifecycle import run, serve
 from svc_common.logging import setup_logging
 from svc_common.telemetry import setup_tracing
-from text_svc.config import Settings
+from text_svc.environment import Settings
 from text_svc.server import create_server
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from svc_common import config_resolution
 from svc_common.config_resolution import ChatConfig
 from svc_common.settings_changes import watch as watch_settings_changes
-from text_svc.config import Settings
+from text_svc.environment import Settings
 
 __all__ = ["BACKEND_TYPE", "ConfigSource", "TextConfig", "config_source", "watch_settings_changes"]
 

@@ -11,8 +11,8 @@ from typing import TypeAlias
 
 from chat_codecs import ChatClient, ChatRequest, Completion, StreamEvent
 from svc_common.errors import ServiceError
-from text_svc.config import Settings
 from text_svc.config_source import BACKEND_TYPE
+from text_svc.environment import Settings
 from text_svc.plan import Plan
 from text_svc.providers import ProviderClients
 from upstream import AttemptPolicy, Attempts, OpenStream, ProviderError, Route, RouteFailed

@@ -12,7 +12,7 @@ from svc_common import metering
 from svc_common.auth import Caller
 from svc_common.holds import NO_BALANCE, Hold, Route
 from svc_common.usage_events import UsageEvent, now_ms
-from text_svc.config import Settings
+from text_svc.environment import Settings
 from text_svc.plan import Plan, output_tokens_estimate
 from text_svc.providers.base import TokenUsage
 

@@ -15,8 +15,8 @@ from grpc_stubs.text.v1 import text_pb2
 from svc_common.auth import Caller
 from svc_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from svc_common.names import api_style_for
-from text_svc.config import KNOWN_PROVIDERS, Settings
 from text_svc.config_source import TextConfig
+from text_svc.environment import KNOWN_PROVIDERS, Settings
 from upstream import Endpoint, Route
 
 log = logging.getLogger(__name__)

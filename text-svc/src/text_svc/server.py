@@ -8,8 +8,8 @@ from grpc_stubs.text.v1 import text_pb2, text_pb2_grpc
 from svc_common.grpc_server import GrpcService, build_server
 from svc_common.model_server import ModelServer, open_redis
 from text_svc.catalog import ModelCatalog
-from text_svc.config import Settings
 from text_svc.config_source import config_source
+from text_svc.environment import Settings
 from text_svc.generation import Upstream
 from text_svc.metering import Metering
 from text_svc.providers import ProviderClients

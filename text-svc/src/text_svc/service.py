@@ -21,8 +21,8 @@ from svc_common.auth import Caller, caller
 from svc_common.deadlines import call_deadline, time_left
 from svc_common.errors import ServiceError
 from text_svc.catalog import ModelCatalog
-from text_svc.config import Settings
 from text_svc.config_source import ConfigSource
+from text_svc.environment import Settings
 from text_svc.generation import Upstream, UpstreamStream, service_error
 from text_svc.metering import NO_BALANCE, Metering, UsageRecord
 from text_svc.plan import (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from image_svc.config import Settings
+from image_svc.environment import Settings
 from image_svc.providers.automatic1111 import Automatic1111Images
 from image_svc.providers.base import ImageClient
 from image_svc.providers.comfyui import ComfyUIImages

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from aiohttp.abc import AbstractResolver
 
 from chat_codecs import AnthropicMessages, ChatClient, ChatCodec, OllamaChat, OpenAIChat
-from multimodal_svc.config import Settings
+from multimodal_svc.environment import Settings
 from upstream import ClientPool, Connect, Endpoint, TransportOptions
 
 CODECS: Mapping[str, ChatCodec] = {

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from aiohttp.abc import AbstractResolver
 
 from chat_codecs import AnthropicMessages, ChatClient, ChatCodec, OllamaChat, OpenAIChat
-from text_svc.config import Settings
+from text_svc.environment import Settings
 from upstream import ClientPool, Connect, Endpoint, TransportOptions
 
 # API style (ResolvedConfig.api_style) → the wire protocol it speaks. Any other style is an

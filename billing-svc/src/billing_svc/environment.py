@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from svc_common import usage_events
-from svc_common.config import CommaList, ServiceSettings
+from svc_common.environment import CommaList, ServiceSettings
 
 
 def _default_consumer_name() -> str:

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from svc_common.config import CommaList, HostList, ModelServiceSettings
+from svc_common.environment import CommaList, HostList, ModelServiceSettings
 
 MIB = 1024 * 1024
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from svc_common.config import ProcessSettings
+from svc_common.environment import ProcessSettings
 
 MIB = 1024 * 1024
 # Past the longest call's deadline: time to send its last bytes and close the connection.

@@ -6,7 +6,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from svc_common import settings_changes
-from svc_common.config import HostList, ServiceSettings
+from svc_common.environment import HostList, ServiceSettings
 
 
 class Settings(ServiceSettings):

@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from svc_common.config import CommaList, ModelServiceSettings
+from svc_common.environment import CommaList, ModelServiceSettings
 
 # Providers whose base URL and platform key the operator configures here, by provider name.
 # Any other provider name in a config is an OpenAI-compatible server and needs a config base_url.

@@ -8,7 +8,7 @@ from typing import ClassVar
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from svc_common.config import ModelServiceSettings
+from svc_common.environment import ModelServiceSettings
 
 # Providers whose base URL and platform key (or Basic credentials) the operator configures here.
 KNOWN_PROVIDERS = ("openai", "openai_compatible", "stability", "automatic1111", "comfyui")
