@@ -50,3 +50,29 @@ def test_a_redis_url_is_a_secret_and_empty_means_none(monkeypatch: pytest.Monkey
     assert "hunter2" not in repr(settings)
     monkeypatch.setenv("SHAPES_SVC_REDIS_URL", "")
     assert _Settings(environment="development").redis_url is None
+
+
+@pytest.mark.parametrize(
+    ("prefix", "settings_class", "default_max"),
+    [
+        ("BILLING_SVC_", "billing_svc.environment:Settings", 10),
+        ("SETTINGS_SVC_", "settings_svc.environment:Settings", 8),
+    ],
+)
+def test_data_services_name_their_pool_bounds_the_same(
+    monkeypatch: pytest.MonkeyPatch, prefix: str, settings_class: str, default_max: int
+) -> None:
+    import importlib
+
+    module, _, name = settings_class.partition(":")
+    settings_type = getattr(importlib.import_module(module), name)
+    assert settings_type(environment="development").db_pool_max_size == default_max
+    monkeypatch.setenv(f"{prefix}DB_POOL_MIN_SIZE", "2")
+    monkeypatch.setenv(f"{prefix}DB_POOL_MAX_SIZE", "5")
+    settings = settings_type(environment="development")
+    assert (settings.db_pool_min_size, settings.db_pool_max_size) == (2, 5)
+    assert isinstance(settings.database_url, SecretStr)
+    # The old single name is refused (naming its replacement), not silently ignored.
+    monkeypatch.setenv(f"{prefix}DB_POOL_SIZE", "5")
+    with pytest.raises(ValueError, match=f"{prefix}DB_POOL_MAX_SIZE"):
+        settings_type(environment="development")

@@ -71,18 +71,18 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
-async def create_pool(database_url: str, size: int) -> asyncpg.Pool:
-    pool = await unopened_pool(database_url, size)
+async def create_pool(database_url: str, max_size: int, min_size: int = 1) -> asyncpg.Pool:
+    pool = await unopened_pool(database_url, max_size, min_size)
     assert pool is not None
     return pool
 
 
-def unopened_pool(database_url: str, size: int) -> asyncpg.Pool:
+def unopened_pool(database_url: str, max_size: int, min_size: int = 1) -> asyncpg.Pool:
     """The pool, not yet connected: `await pool` opens it (billing-svc's server, at start)."""
     return asyncpg.create_pool(
         database_url,
-        min_size=1,
-        max_size=size,
+        min_size=min(min_size, max_size),
+        max_size=max_size,
         timeout=10,
         command_timeout=30,
         # A broken connection (Postgres restarted) is replaced on the next acquire.

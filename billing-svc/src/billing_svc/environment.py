@@ -9,23 +9,21 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from svc_common import usage_events
-from svc_common.environment import CommaList, ServiceSettings
+from svc_common.environment import CommaList, DataServiceSettings
 
 
 def _default_consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class Settings(ServiceSettings):
+class Settings(DataServiceSettings):
     model_config = SettingsConfigDict(env_prefix="BILLING_SVC_", extra="ignore")
 
-    # SecretStr: a URL may carry a password. Defaults are the local development servers.
-    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/postgres")
+    # database_url, db_pool_min_size/db_pool_max_size (10) and migrate_on_start:
+    # DataServiceSettings. SecretStr: a Redis URL may carry a password; default the local server.
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
-    db_pool_size: int = Field(default=10, ge=2)
-    # Apply migrations when the server starts (make run, tests). Off where a migration job runs
-    # first (deploy/k8s: `python -m billing_svc migrate`), so replicas never race a schema change.
-    migrate_on_start: bool = True
+    # billing-svc's floor of 2 connections, kept from its former DB_POOL_SIZE.
+    db_pool_max_size: int = Field(default=10, ge=2)
 
     # The usage stream and its consumer group; every billing-svc replica joins the same group.
     usage_stream: str = usage_events.STREAM

@@ -76,7 +76,11 @@ class BillingServer(Service):
 def create_server(settings: Settings) -> BillingServer:
     """Build the server (no I/O): start() migrates (BILLING_SVC_MIGRATE_ON_START), opens the
     pool, starts the consumer and the sweeper, then serves."""
-    pool = db.unopened_pool(settings.database_url.get_secret_value(), settings.db_pool_size)
+    pool = db.unopened_pool(
+        settings.database_url.get_secret_value(),
+        settings.db_pool_max_size,
+        settings.db_pool_min_size,
+    )
     prices = PriceBook(settings.price_cache_s)
     server, port, health = build_server(settings, [SERVICE_NAME])
     billing_pb2_grpc.add_BillingServiceServicer_to_server(

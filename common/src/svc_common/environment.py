@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import os
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -169,6 +170,33 @@ class ServiceSettings(ProcessSettings):
             f"{prefix}SERVICE_TOKEN_SECRET": ("secret", self.service_token_secret),
             f"{prefix}SERVICE_TOKEN": ("service_token", self.service_token),
         }
+
+
+class DataServiceSettings(ServiceSettings):
+    """Base of a service that owns a Postgres schema (settings-svc, billing-svc): its database,
+    its connection pool's bounds (one pair of names in every such service) and when its
+    migrations run."""
+
+    # SecretStr: a URL may carry a password. The default is the local development server.
+    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/postgres")
+    # Connections opened at start and the most ever open; a subclass may change the defaults.
+    db_pool_min_size: int = Field(default=1, ge=0)
+    db_pool_max_size: int = Field(default=10, ge=1)
+    # Apply migrations when the server starts (make run, tests). Off where a migration job runs
+    # first (deploy/k8s: `python -m <service> migrate`), so replicas never race a schema change.
+    migrate_on_start: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_renamed_pool_size(self) -> Self:
+        # <PREFIX>DB_POOL_SIZE was billing-svc's name for the maximum: refused rather than
+        # silently ignored (extra="ignore"): a deployment that still sets it is told the new name.
+        prefix = str(self.model_config.get("env_prefix", ""))
+        if f"{prefix}DB_POOL_SIZE" in os.environ:
+            raise ValueError(
+                f"{prefix}DB_POOL_SIZE is now {prefix}DB_POOL_MAX_SIZE "
+                f"(and {prefix}DB_POOL_MIN_SIZE, default 1)"
+            )
+        return self
 
 
 class ModelServiceSettings(ServiceSettings):

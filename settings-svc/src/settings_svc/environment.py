@@ -6,19 +6,15 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from svc_common import settings_changes
-from svc_common.environment import HostList, ServiceSettings
+from svc_common.environment import DataServiceSettings, HostList
 
 
-class Settings(ServiceSettings):
+class Settings(DataServiceSettings):
     model_config = SettingsConfigDict(env_prefix="SETTINGS_SVC_", extra="ignore")
 
-    # SecretStr: a URL may carry a password (as billing-svc's).
-    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/postgres")
-    db_pool_min_size: int = Field(default=1, ge=0)
+    # database_url, db_pool_min_size and migrate_on_start: DataServiceSettings; settings-svc's
+    # own default maximum (8) is kept.
     db_pool_max_size: int = Field(default=8, ge=1)
-    # Apply migrations when the server starts (make run, tests). Off where a migration job runs
-    # first (deploy/k8s: `python -m settings_svc migrate`), so replicas never race a schema change.
-    migrate_on_start: bool = True
 
     # Every write publishes "<user_id>:<backend_type>" here so model services drop cached configs.
     # SecretStr: a URL may carry a password (as the database URL).
