@@ -1,9 +1,11 @@
 """The models a caller may name (ListModels) and the live connection check (CheckStatus).
 
-Live lists are cached per (api style, base URL, key hash) for a minute. For OpenAI and Anthropic
-a request may name only the configured models (they are what is priced and offered), so the live
-list only narrows them to those the key can reach; for servers whose models the user chooses
-(OpenAI-compatible, Ollama) the live list is what the server offers and is listed in full.
+Live lists are cached per (api style, base URL, key hash) for a minute, in a
+`cachetools.TTLCache` (the platform's one cache library; when full, the least recently used list
+goes first). For OpenAI and Anthropic a request may name only the configured models (they are
+what is priced and offered), so the live list only narrows them to those the key can reach; for
+servers whose models the user chooses (OpenAI-compatible, Ollama) the live list is what the
+server offers and is listed in full.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+
+from cachetools import TTLCache
 
 from chat_codecs import ModelInfo
 from text_svc.config_source import TextConfig
@@ -27,8 +31,9 @@ LIVE_LIST_TTL_S = 60.0
 class ModelCatalog:
     def __init__(self, clients: ProviderClients, max_entries: int = 1024) -> None:
         self._clients = clients
-        self._max = max_entries
-        self._live: dict[tuple[str, str, str, bool], tuple[float, list[ModelInfo]]] = {}
+        self._live: TTLCache[tuple[str, str, str, bool], list[ModelInfo]] = TTLCache(
+            maxsize=max_entries, ttl=LIVE_LIST_TTL_S, timer=time.monotonic
+        )
 
     async def models(
         self, config: TextConfig, endpoint: Endpoint, timeout_s: float
@@ -59,12 +64,10 @@ class ModelCatalog:
     async def _live_list(self, endpoint: Endpoint, timeout_s: float) -> list[ModelInfo]:
         key = client_key(endpoint)
         hit = self._live.get(key)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
+        if hit is not None:
+            return hit
         models = await self.list_now(endpoint, timeout_s)
-        if len(self._live) >= self._max:
-            self._live.clear()
-        self._live[key] = (time.monotonic() + LIVE_LIST_TTL_S, models)
+        self._live[key] = models
         return models
 
     async def list_now(self, endpoint: Endpoint, timeout_s: float) -> list[ModelInfo]:
