@@ -34,6 +34,14 @@ from gateway.deps import CurrentUser, RequestId
 from gateway.errors import ApiError, invalid
 from gateway.lean_route import LeanRoute
 from gateway.metrics import Metrics
+from gateway.routes._common import (
+    check_json_content_type,
+    error_responses,
+    model_card,
+    model_list_response,
+    status_response,
+    unary_response,
+)
 from gateway.streaming import (
     CREDITS_HEADER,
     STREAM_HEADERS,
@@ -66,10 +74,7 @@ _NOT_HONOURED = {
 }
 # Accepted and dropped, as on the text route: they change nothing a user can see.
 _DROPPED = ("user", "moderation")
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": schemas.ErrorResponse}
-    for status in (400, 401, 402, 403, 404, 413, 415, 429, 503, 504)
-}
+_ERRORS = error_responses(400, 401, 402, 403, 404, 413, 415, 429, 503, 504)
 
 
 class ImageGenerationRequest(BaseModel):
@@ -199,19 +204,6 @@ def parse_image_request(raw: bytes, request_id: str) -> tuple[image_pb2.Generate
             "'partial_images' needs stream: true", param="partial_images", code="invalid_value"
         )
     return request, stream
-
-
-def _check_json_content_type(request: Request) -> None:
-    content_type = request.headers.get("content-type")
-    if content_type is None:
-        return
-    media_type = content_type.partition(";")[0].strip().lower()
-    if media_type != "application/json":
-        raise ApiError(
-            415,
-            f"unsupported content type '{media_type}': send the body as application/json",
-            code="unsupported_media_type",
-        )
 
 
 def _absolute(request: Request, url: str) -> str:
@@ -395,25 +387,14 @@ async def _events(
 async def create_image(
     request: Request, user: CurrentUser, request_id: RequestId, images: ImageClient
 ) -> Response:
-    _check_json_content_type(request)
+    check_json_content_type(request)
     generate, stream = parse_image_request(await request.body(), request_id)
     if stream:
         return await start_image_stream(request, images.generate_stream(generate, user, request_id))
-    call = images.generate(generate, user, request_id)
-    watcher = DisconnectWatcher(request.receive, call.cancel)
-    try:
-        response = await call.result()
-    except CallCancelled:
-        return Response(status_code=499)
-    finally:
-        watcher.stop()
-    headers = {}
-    if response.balance_micros >= 0:
-        headers[CREDITS_HEADER] = str(response.balance_micros)
-    return Response(
-        orjson.dumps(images_json(request, response)),
-        headers=headers,
-        media_type="application/json",
+    return await unary_response(
+        request,
+        images.generate(generate, user, request_id),
+        lambda response: orjson.dumps(images_json(request, response)),
     )
 
 
@@ -421,28 +402,14 @@ async def list_image_models(
     user: CurrentUser, request_id: RequestId, images: ImageClient
 ) -> Response:
     response = await images.list_models(user, request_id)
-    body = {
-        "object": "list",
-        "data": [
-            {"id": m.id, "object": "model", "created": 0, "owned_by": m.owned_by or m.provider}
-            for m in response.models
-        ],
-    }
-    return Response(orjson.dumps(body), media_type="application/json")
+    return model_list_response(model_card(m) for m in response.models)
 
 
 async def get_image_status(
     user: CurrentUser, request_id: RequestId, images: ImageClient
 ) -> Response:
     status = await images.check_status(user, request_id)
-    body = {
-        "ok": status.ok,
-        "provider": status.provider,
-        "model": status.model,
-        "detail": status.detail,
-        "latency_ms": status.latency_ms,
-    }
-    return Response(orjson.dumps(body), media_type="application/json")
+    return status_response(status)
 
 
 async def get_image_file(

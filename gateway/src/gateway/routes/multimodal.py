@@ -20,7 +20,15 @@ from gateway.chat import completion_json, message_fields, parse_chat_request
 from gateway.deps import CurrentUser, MultimodalClient, RequestId
 from gateway.errors import ApiError, invalid
 from gateway.lean_route import LeanRoute
-from gateway.streaming import CREDITS_HEADER, CallCancelled, DisconnectWatcher, start_chat_stream
+from gateway.routes._common import (
+    check_json_content_type,
+    error_responses,
+    model_card,
+    model_list_response,
+    status_response,
+    unary_response,
+)
+from gateway.streaming import start_chat_stream
 from grpc_stubs.multimodal.v1 import multimodal_pb2
 
 PREFIX = "/api/multimodal-proxy"
@@ -38,10 +46,7 @@ _OPTIONAL = (
     "parallel_tool_calls",
     "top_logprobs",
 )
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": schemas.ErrorResponse}
-    for status in (400, 401, 402, 404, 413, 415, 429, 503, 504)
-}
+_ERRORS = error_responses(400, 401, 402, 404, 413, 415, 429, 503, 504)
 
 
 def _type_error(param: str, expected: str) -> ApiError:
@@ -143,23 +148,10 @@ def parse_multimodal_request(
     return request, chat.stream, chat.include_usage
 
 
-def _check_json_content_type(request: Request) -> None:
-    content_type = request.headers.get("content-type")
-    if content_type is None:
-        return
-    media_type = content_type.partition(";")[0].strip().lower()
-    if media_type != "application/json":
-        raise ApiError(
-            415,
-            f"unsupported content type '{media_type}': send the body as application/json",
-            code="unsupported_media_type",
-        )
-
-
 async def create_multimodal_completion(
     request: Request, user: CurrentUser, request_id: RequestId, multimodal: MultimodalClient
 ) -> Response:
-    _check_json_content_type(request)
+    check_json_content_type(request)
     generate, stream, include_usage = parse_multimodal_request(await request.body(), request_id)
     if stream:
         return await start_chat_stream(
@@ -168,46 +160,23 @@ async def create_multimodal_completion(
             generate.model,
             include_usage,
         )
-    call = multimodal.generate(generate, user, request_id)
-    watcher = DisconnectWatcher(request.receive, call.cancel)
-    try:
-        response = await call.result()
-    except CallCancelled:
-        return Response(status_code=499)
-    finally:
-        watcher.stop()
-    headers = {}
-    if response.balance_micros >= 0:
-        headers[CREDITS_HEADER] = str(response.balance_micros)
-    return Response(completion_json(response), headers=headers, media_type="application/json")
+    return await unary_response(
+        request, multimodal.generate(generate, user, request_id), completion_json
+    )
 
 
 async def list_multimodal_models(
     user: CurrentUser, request_id: RequestId, multimodal: MultimodalClient
 ) -> Response:
     response = await multimodal.list_models(user, request_id)
-    body = {
-        "object": "list",
-        "data": [
-            {"id": m.id, "object": "model", "created": 0, "owned_by": m.owned_by or m.provider}
-            for m in response.models
-        ],
-    }
-    return Response(orjson.dumps(body), media_type="application/json")
+    return model_list_response(model_card(m) for m in response.models)
 
 
 async def get_multimodal_status(
     user: CurrentUser, request_id: RequestId, multimodal: MultimodalClient
 ) -> Response:
     status = await multimodal.check_status(user, request_id)
-    body = {
-        "ok": status.ok,
-        "provider": status.provider,
-        "model": status.model,
-        "detail": status.detail,
-        "latency_ms": status.latency_ms,
-    }
-    return Response(orjson.dumps(body), media_type="application/json")
+    return status_response(status)
 
 
 def build_router(prefix: str, *, alias: bool = False) -> APIRouter:

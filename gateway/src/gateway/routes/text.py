@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
 from starlette.responses import Response
@@ -20,26 +19,19 @@ from gateway.deps import CurrentUser, RequestId, TextClient
 from gateway.errors import ApiError
 from gateway.lean_route import LeanRoute
 from gateway.responses import parse_responses_request, response_json, start_responses_stream
-from gateway.streaming import CREDITS_HEADER, CallCancelled, DisconnectWatcher, start_chat_stream
+from gateway.routes._common import (
+    check_json_content_type,
+    error_responses,
+    json_response,
+    model_card,
+    model_list_response,
+    status_response,
+    unary_response,
+)
+from gateway.streaming import start_chat_stream
 from grpc_stubs.text.v1 import text_pb2
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": schemas.ErrorResponse}
-    for status in (400, 401, 402, 404, 413, 415, 429, 503, 504)
-}
-
-
-def _check_json_content_type(request: Request) -> None:
-    content_type = request.headers.get("content-type")
-    if content_type is None:
-        return
-    media_type = content_type.partition(";")[0].strip().lower()
-    if media_type != "application/json":
-        raise ApiError(
-            415,
-            f"unsupported content type '{media_type}': send the body as application/json",
-            code="unsupported_media_type",
-        )
+_ERRORS = error_responses(400, 401, 402, 404, 413, 415, 429, 503, 504)
 
 
 async def create_chat_completion(
@@ -48,7 +40,7 @@ async def create_chat_completion(
     request_id: RequestId,
     text: TextClient,
 ) -> Response:
-    _check_json_content_type(request)
+    check_json_content_type(request)
     chat = parse_chat_request(await request.body(), request_id)
     if chat.stream:
         return await start_chat_stream(
@@ -57,19 +49,9 @@ async def create_chat_completion(
             chat.generate.model,
             chat.include_usage,
         )
-    call = text.generate(chat.generate, user, request_id)
-    watcher = DisconnectWatcher(request.receive, call.cancel)
-    try:
-        response = await call.result()
-    except CallCancelled:
-        # Nobody reads the answer; 499 is what the metrics record.
-        return Response(status_code=499)
-    finally:
-        watcher.stop()
-    headers = {}
-    if response.balance_micros >= 0:
-        headers[CREDITS_HEADER] = str(response.balance_micros)
-    return Response(completion_json(response), headers=headers, media_type="application/json")
+    return await unary_response(
+        request, text.generate(chat.generate, user, request_id), completion_json
+    )
 
 
 async def create_response(
@@ -78,25 +60,17 @@ async def create_response(
     request_id: RequestId,
     text: TextClient,
 ) -> Response:
-    _check_json_content_type(request)
+    check_json_content_type(request)
     parsed = parse_responses_request(await request.body(), request_id)
     if parsed.stream:
         return await start_responses_stream(
             request, text.generate_stream(parsed.generate, user, request_id), parsed
         )
-    call = text.generate(parsed.generate, user, request_id)
-    watcher = DisconnectWatcher(request.receive, call.cancel)
-    try:
-        response = await call.result()
-    except CallCancelled:
-        return Response(status_code=499)
-    finally:
-        watcher.stop()
-    headers = {}
-    if response.balance_micros >= 0:
-        headers[CREDITS_HEADER] = str(response.balance_micros)
-    body = response_json(response, parsed.echo)
-    return Response(body, headers=headers, media_type="application/json")
+    return await unary_response(
+        request,
+        text.generate(parsed.generate, user, request_id),
+        lambda response: response_json(response, parsed.echo),
+    )
 
 
 # A model whose provider tells no created time (a configured model, a local server's) is dated
@@ -105,18 +79,12 @@ _STARTED = int(time.time())
 
 
 def _model_card(m: text_pb2.Model) -> dict[str, Any]:
-    return {
-        "id": m.id,
-        "object": "model",
-        "created": m.created or _STARTED,
-        "owned_by": m.owned_by or m.provider,
-    }
+    return model_card(m, m.created or _STARTED)
 
 
 async def list_models(user: CurrentUser, request_id: RequestId, text: TextClient) -> Response:
     response = await text.list_models(user, request_id)
-    body = {"object": "list", "data": [_model_card(m) for m in response.models]}
-    return Response(orjson.dumps(body), media_type="application/json")
+    return model_list_response(_model_card(m) for m in response.models)
 
 
 async def get_model(
@@ -125,7 +93,7 @@ async def get_model(
     response = await text.list_models(user, request_id)
     for m in response.models:
         if m.id == model:
-            return Response(orjson.dumps(_model_card(m)), media_type="application/json")
+            return json_response(_model_card(m))
     raise ApiError(
         404,
         f"The model '{model[:256]}' does not exist or you do not have access to it.",
@@ -136,14 +104,7 @@ async def get_model(
 
 async def get_status(user: CurrentUser, request_id: RequestId, text: TextClient) -> Response:
     status = await text.check_status(user, request_id)
-    body = {
-        "ok": status.ok,
-        "provider": status.provider,
-        "model": status.model,
-        "detail": status.detail,
-        "latency_ms": status.latency_ms,
-    }
-    return Response(orjson.dumps(body), media_type="application/json")
+    return status_response(status)
 
 
 def build_router(prefix: str, *, deprecated: bool = False) -> APIRouter:
