@@ -8,6 +8,7 @@ which field is wrong, as OpenAI's do. Unknown fields are ignored, as OpenAI-comp
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,18 +54,18 @@ class ChatRequest:
     include_usage: bool
 
 
-def _type_error(param: str, expected: str) -> ApiError:
+def type_error(param: str, expected: str) -> ApiError:
     return invalid(
         f"invalid type for '{param}': expected {expected}", param=param, code="invalid_type"
     )
 
 
-def _number(body: dict[str, Any], name: str) -> float | None:
+def number(body: dict[str, Any], name: str) -> float | None:
     value = body.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _type_error(name, "a number")
+        raise type_error(name, "a number")
     return float(value)
 
 
@@ -73,7 +74,7 @@ def _integer(body: dict[str, Any], name: str, minimum: int, maximum: int) -> int
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _type_error(name, "an integer")
+        raise type_error(name, "an integer")
     if not minimum <= value <= maximum:
         raise invalid(
             f"invalid value for '{name}': must be between {minimum} and {maximum}",
@@ -87,17 +88,17 @@ def _content(content: Any, param: str) -> str:
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
-        raise _type_error(param, "a string or an array of content parts")
+        raise type_error(param, "a string or an array of content parts")
     texts: list[str] = []
     for i, part in enumerate(content):
         where = f"{param}[{i}]"
         if not isinstance(part, dict):
-            raise _type_error(where, "an object")
+            raise type_error(where, "an object")
         kind = part.get("type")
         if kind == "text":
             text = part.get("text")
             if not isinstance(text, str):
-                raise _type_error(f"{where}.text", "a string")
+                raise type_error(f"{where}.text", "a string")
             texts.append(text)
         elif kind in ("image_url", "input_image", "image"):
             raise invalid(
@@ -136,17 +137,17 @@ def message_fields(raw: Any) -> list[MessageFields]:
             code="missing_required_parameter",
         )
     if not isinstance(raw, list):
-        raise _type_error("messages", "an array")
+        raise type_error("messages", "an array")
     if not raw:
         raise invalid("'messages' must not be empty", param="messages", code="invalid_value")
     messages = []
     for i, message in enumerate(raw):
         where = f"messages[{i}]"
         if not isinstance(message, dict):
-            raise _type_error(where, "an object")
+            raise type_error(where, "an object")
         role = message.get("role")
         if not isinstance(role, str):
-            raise _type_error(f"{where}.role", "a string")
+            raise type_error(f"{where}.role", "a string")
         mapped = _ROLES.get(role)
         if mapped is None:
             raise invalid(
@@ -157,7 +158,7 @@ def message_fields(raw: Any) -> list[MessageFields]:
             )
         name = message.get("name")
         if name is not None and not isinstance(name, str):
-            raise _type_error(f"{where}.name", "a string")
+            raise type_error(f"{where}.name", "a string")
         tool_calls = message.get("tool_calls")
         if tool_calls is not None and mapped != "assistant":
             raise invalid(
@@ -212,7 +213,7 @@ def parse_chat_request(raw: bytes, request_id: str) -> ChatRequest:
 
     model = body.get("model")
     if model is not None and not isinstance(model, str):
-        raise _type_error("model", "a string")
+        raise type_error("model", "a string")
     request = text_pb2.GenerateRequest(
         model=model or "", messages=_messages(body), request_id=request_id
     )
@@ -233,7 +234,7 @@ def parse_chat_request(raw: bytes, request_id: str) -> ChatRequest:
         request.response_format_json = response_format_json(response_format, "response_format")
     logprobs = body.get("logprobs")
     if logprobs is not None and not isinstance(logprobs, bool):
-        raise _type_error("logprobs", "a boolean")
+        raise type_error("logprobs", "a boolean")
     request.logprobs = bool(logprobs)
     top_logprobs = _integer(body, "top_logprobs", 0, _MAX_TOP_LOGPROBS)
     if top_logprobs is not None:
@@ -247,7 +248,7 @@ def parse_chat_request(raw: bytes, request_id: str) -> ChatRequest:
     if n is not None and n != 1:
         raise invalid("only n=1 is supported", param="n", code="invalid_value")
     for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
-        value = _number(body, name)
+        value = number(body, name)
         if value is not None:
             setattr(request, name, value)
     max_tokens = _integer(body, "max_completion_tokens", 1, _INT32_MAX)
@@ -271,14 +272,14 @@ def parse_chat_request(raw: bytes, request_id: str) -> ChatRequest:
             )
         for i, sequence in enumerate(stop):
             if not isinstance(sequence, str):
-                raise _type_error(f"stop[{i}]", "a string")
+                raise type_error(f"stop[{i}]", "a string")
         request.stop.extend(stop)
     elif stop is not None:
-        raise _type_error("stop", "a string or an array of strings")
+        raise type_error("stop", "a string or an array of strings")
 
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
-        raise _type_error("stream", "a boolean")
+        raise type_error("stream", "a boolean")
     include_usage = False
     options = body.get("stream_options")
     if options is not None:
@@ -289,33 +290,33 @@ def parse_chat_request(raw: bytes, request_id: str) -> ChatRequest:
                 code="invalid_value",
             )
         if not isinstance(options, dict):
-            raise _type_error("stream_options", "an object")
+            raise type_error("stream_options", "an object")
         usage = options.get("include_usage")
         if usage is not None and not isinstance(usage, bool):
-            raise _type_error("stream_options.include_usage", "a boolean")
+            raise type_error("stream_options.include_usage", "a boolean")
         include_usage = bool(usage)
     return ChatRequest(generate=request, stream=bool(stream), include_usage=include_usage)
 
 
 def _tool_calls(raw: Any, where: str) -> list[text_pb2.ToolCall]:
     if not isinstance(raw, list):
-        raise _type_error(where, "an array")
+        raise type_error(where, "an array")
     calls = []
     for i, call in enumerate(raw):
         at = f"{where}[{i}]"
         if not isinstance(call, dict):
-            raise _type_error(at, "an object")
+            raise type_error(at, "an object")
         function = call.get("function")
         if not isinstance(function, dict):
-            raise _type_error(f"{at}.function", "an object")
+            raise type_error(f"{at}.function", "an object")
         call_id, name = call.get("id"), function.get("name")
         arguments = function.get("arguments", "")
         if not isinstance(call_id, str):
-            raise _type_error(f"{at}.id", "a string")
+            raise type_error(f"{at}.id", "a string")
         if not isinstance(name, str):
-            raise _type_error(f"{at}.function.name", "a string")
+            raise type_error(f"{at}.function.name", "a string")
         if not isinstance(arguments, str):
-            raise _type_error(f"{at}.function.arguments", "a string")
+            raise type_error(f"{at}.function.arguments", "a string")
         calls.append(text_pb2.ToolCall(id=call_id, name=name, arguments=arguments))
     return calls
 
@@ -324,19 +325,19 @@ def make_tool(function: Any, where: str) -> text_pb2.Tool:
     """A function tool from OpenAI's function object ({name, description?, parameters?,
     strict?}); the Responses API's flat tool has the same fields."""
     if not isinstance(function, dict):
-        raise _type_error(where, "an object")
+        raise type_error(where, "an object")
     name = function.get("name")
     if not isinstance(name, str):
-        raise _type_error(f"{where}.name", "a string")
+        raise type_error(f"{where}.name", "a string")
     description = function.get("description") or ""
     if not isinstance(description, str):
-        raise _type_error(f"{where}.description", "a string")
+        raise type_error(f"{where}.description", "a string")
     parameters = function.get("parameters")
     if parameters is not None and not isinstance(parameters, dict):
-        raise _type_error(f"{where}.parameters", "a JSON schema object")
+        raise type_error(f"{where}.parameters", "a JSON schema object")
     strict = function.get("strict")
     if strict is not None and not isinstance(strict, bool):
-        raise _type_error(f"{where}.strict", "a boolean")
+        raise type_error(f"{where}.strict", "a boolean")
     return text_pb2.Tool(
         name=name,
         description=description,
@@ -345,31 +346,54 @@ def make_tool(function: Any, where: str) -> text_pb2.Tool:
     )
 
 
-def set_tool_choice(request: text_pb2.GenerateRequest, choice: Any, named: str | None) -> None:
-    """`named` is the function's name of an object choice (each API nests it differently)."""
-    if isinstance(choice, str) and choice in _TOOL_CHOICES:
-        request.tool_choice = choice
-    elif isinstance(named, str) and named:
-        request.tool_choice = "function"
-        request.tool_choice_function = named
-    else:
-        raise invalid(
-            "invalid value for 'tool_choice': use 'auto', 'none', 'required' or "
-            '{"type": "function", "function": {"name": ...}}',
-            param="tool_choice",
-            code="invalid_value",
+def set_tool_choice(
+    request: text_pb2.GenerateRequest,
+    body: dict[str, Any],
+    name_of: Callable[[dict[str, Any]], Any],
+) -> None:
+    """`tool_choice` and `parallel_tool_calls`, read alike by Chat Completions and Responses;
+    `name_of` finds the function's name in a {"type": "function"} choice (each API nests it
+    differently)."""
+    choice = body.get("tool_choice")
+    if choice is not None:
+        named = (
+            name_of(choice)
+            if isinstance(choice, dict) and choice.get("type") == "function"
+            else None
         )
+        if isinstance(choice, str) and choice in _TOOL_CHOICES:
+            request.tool_choice = choice
+        elif isinstance(named, str) and named:
+            request.tool_choice = "function"
+            request.tool_choice_function = named
+        else:
+            raise invalid(
+                "invalid value for 'tool_choice': use 'auto', 'none', 'required' or "
+                '{"type": "function", "function": {"name": ...}}',
+                param="tool_choice",
+                code="invalid_value",
+            )
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None:
+        if not isinstance(parallel, bool):
+            raise type_error("parallel_tool_calls", "a boolean")
+        request.parallel_tool_calls = parallel
+
+
+def _chat_function_name(choice: dict[str, Any]) -> Any:
+    function = choice.get("function")
+    return function.get("name") if isinstance(function, dict) else None
 
 
 def _tools_into(request: text_pb2.GenerateRequest, body: dict[str, Any]) -> None:
     tools = body.get("tools")
     if tools is not None:
         if not isinstance(tools, list):
-            raise _type_error("tools", "an array")
+            raise type_error("tools", "an array")
         for i, tool in enumerate(tools):
             where = f"tools[{i}]"
             if not isinstance(tool, dict):
-                raise _type_error(where, "an object")
+                raise type_error(where, "an object")
             if tool.get("type") != "function":
                 raise invalid(
                     f"invalid value for '{where}.type': only 'function' tools are offered",
@@ -377,25 +401,14 @@ def _tools_into(request: text_pb2.GenerateRequest, body: dict[str, Any]) -> None
                     code="unsupported_parameter",
                 )
             request.tools.append(make_tool(tool.get("function"), f"{where}.function"))
-    choice = body.get("tool_choice")
-    if choice is not None:
-        function = choice.get("function") if isinstance(choice, dict) else None
-        named = function.get("name") if isinstance(function, dict) else None
-        if isinstance(choice, dict) and choice.get("type") != "function":
-            named = None
-        set_tool_choice(request, choice, named)
-    parallel = body.get("parallel_tool_calls")
-    if parallel is not None:
-        if not isinstance(parallel, bool):
-            raise _type_error("parallel_tool_calls", "a boolean")
-        request.parallel_tool_calls = parallel
+    set_tool_choice(request, body, _chat_function_name)
 
 
 def response_format_json(response_format: Any, param: str) -> str:
     """OpenAI's response_format ({type: text | json_object | json_schema, json_schema?}) as the
     JSON text text-svc takes; an unknown type is a 400."""
     if not isinstance(response_format, dict):
-        raise _type_error(param, "an object")
+        raise type_error(param, "an object")
     kind = response_format.get("type")
     if kind not in _RESPONSE_FORMATS:
         raise invalid(
@@ -413,9 +426,9 @@ def response_format_json(response_format: Any, param: str) -> str:
                 code="missing_required_parameter",
             )
         if not isinstance(spec.get("name"), str):
-            raise _type_error(f"{param}.json_schema.name", "a string")
+            raise type_error(f"{param}.json_schema.name", "a string")
         if not isinstance(spec.get("schema", {}), dict):
-            raise _type_error(f"{param}.json_schema.schema", "a JSON schema object")
+            raise type_error(f"{param}.json_schema.schema", "a JSON schema object")
     return orjson.dumps(response_format).decode()
 
 

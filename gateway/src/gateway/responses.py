@@ -18,7 +18,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.chat import make_tool, response_format_json, set_tool_choice
+from gateway.chat import make_tool, number, response_format_json, set_tool_choice, type_error
 from gateway.errors import ApiError, invalid
 from gateway.metrics import Metrics
 from gateway.streaming import (
@@ -53,12 +53,6 @@ class ResponsesRequest:
     echo: dict[str, Any] = field(default_factory=dict)  # request fields the response repeats
 
 
-def _type_error(param: str, expected: str) -> ApiError:
-    return invalid(
-        f"invalid type for '{param}': expected {expected}", param=param, code="invalid_type"
-    )
-
-
 def _not_offered(message: str, param: str) -> ApiError:
     return invalid(message, param=param, code="unsupported_parameter")
 
@@ -67,16 +61,16 @@ def _text_of(content: Any, where: str) -> str:
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
-        raise _type_error(where, "a string or an array of content parts")
+        raise type_error(where, "a string or an array of content parts")
     texts = []
     for i, part in enumerate(content):
         at = f"{where}[{i}]"
         if not isinstance(part, dict):
-            raise _type_error(at, "an object")
+            raise type_error(at, "an object")
         kind = part.get("type")
         if kind in _TEXT_PARTS:
             if not isinstance(part.get("text"), str):
-                raise _type_error(f"{at}.text", "a string")
+                raise type_error(f"{at}.text", "a string")
             texts.append(part["text"])
         elif kind in ("input_image", "input_file", "input_audio"):
             raise invalid(
@@ -99,12 +93,12 @@ def _input(raw: Any) -> list[text_pb2.ChatMessage]:
     if isinstance(raw, str):
         return [text_pb2.ChatMessage(role="user", content=raw)]
     if not isinstance(raw, list):
-        raise _type_error("input", "a string or an array of input items")
+        raise type_error("input", "a string or an array of input items")
     messages: list[text_pb2.ChatMessage] = []
     for i, item in enumerate(raw):
         where = f"input[{i}]"
         if not isinstance(item, dict):
-            raise _type_error(where, "an object")
+            raise type_error(where, "an object")
         kind = item.get("type", "message")
         if kind == "message":
             role = _ROLES.get(str(item.get("role")))
@@ -122,7 +116,7 @@ def _input(raw: Any) -> list[text_pb2.ChatMessage]:
             if not (
                 isinstance(call_id, str) and isinstance(name, str) and isinstance(arguments, str)
             ):
-                raise _type_error(where, "a function_call with call_id, name and arguments")
+                raise type_error(where, "a function_call with call_id, name and arguments")
             call = text_pb2.ToolCall(id=call_id, name=name, arguments=arguments)
             last = messages[-1] if messages else None
             if last is not None and last.role == "assistant" and last.tool_calls:
@@ -132,7 +126,7 @@ def _input(raw: Any) -> list[text_pb2.ChatMessage]:
         elif kind == "function_call_output":
             call_id = item.get("call_id")
             if not isinstance(call_id, str):
-                raise _type_error(f"{where}.call_id", "a string")
+                raise type_error(f"{where}.call_id", "a string")
             output = _text_of(item.get("output"), f"{where}.output")
             messages.append(text_pb2.ChatMessage(role="tool", content=output, tool_call_id=call_id))
         else:
@@ -150,10 +144,10 @@ def _tools(request: text_pb2.GenerateRequest, body: dict[str, Any]) -> None:
     tools = body.get("tools")
     if tools is not None:
         if not isinstance(tools, list):
-            raise _type_error("tools", "an array")
+            raise type_error("tools", "an array")
         for i, tool in enumerate(tools):
             if not isinstance(tool, dict):
-                raise _type_error(f"tools[{i}]", "an object")
+                raise type_error(f"tools[{i}]", "an object")
             if tool.get("type") != "function":
                 raise _not_offered(
                     f"built-in tools such as {str(tool.get('type'))[:40]!r} are not offered: "
@@ -161,17 +155,8 @@ def _tools(request: text_pb2.GenerateRequest, body: dict[str, Any]) -> None:
                     f"tools[{i}].type",
                 )
             request.tools.append(make_tool(tool, f"tools[{i}]"))
-    choice = body.get("tool_choice")
-    if choice is not None:
-        named = choice.get("name") if isinstance(choice, dict) else None
-        if isinstance(choice, dict) and choice.get("type") != "function":
-            named = None
-        set_tool_choice(request, choice, named)
-    parallel = body.get("parallel_tool_calls")
-    if parallel is not None:
-        if not isinstance(parallel, bool):
-            raise _type_error("parallel_tool_calls", "a boolean")
-        request.parallel_tool_calls = parallel
+    # Responses names the function at the top of the choice: {"type": "function", "name": ...}.
+    set_tool_choice(request, body, lambda choice: choice.get("name"))
 
 
 def _text_format(request: text_pb2.GenerateRequest, body: dict[str, Any]) -> None:
@@ -179,26 +164,17 @@ def _text_format(request: text_pb2.GenerateRequest, body: dict[str, Any]) -> Non
     if text is None:
         return
     if not isinstance(text, dict):
-        raise _type_error("text", "an object")
+        raise type_error("text", "an object")
     fmt = text.get("format")
     if fmt is None:
         return
     if not isinstance(fmt, dict):
-        raise _type_error("text.format", "an object")
+        raise type_error("text.format", "an object")
     if fmt.get("type") == "json_schema":
         # The Responses API's flat format, in chat completions' nested shape.
         spec = {k: fmt[k] for k in ("name", "schema", "strict", "description") if k in fmt}
         fmt = {"type": "json_schema", "json_schema": spec}
     request.response_format_json = response_format_json(fmt, "text.format")
-
-
-def _number(body: dict[str, Any], name: str) -> float | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _type_error(name, "a number")
-    return float(value)
 
 
 def parse_responses_request(raw: bytes, request_id: str) -> ResponsesRequest:
@@ -224,7 +200,7 @@ def parse_responses_request(raw: bytes, request_id: str) -> ResponsesRequest:
         raise _not_offered("truncation 'auto' is not offered", "truncation")
     model = body.get("model")
     if model is not None and not isinstance(model, str):
-        raise _type_error("model", "a string")
+        raise type_error("model", "a string")
     if "input" not in body:
         raise invalid(
             "missing required parameter 'input'",
@@ -235,17 +211,17 @@ def parse_responses_request(raw: bytes, request_id: str) -> ResponsesRequest:
     instructions = body.get("instructions")
     if instructions is not None:
         if not isinstance(instructions, str):
-            raise _type_error("instructions", "a string")
+            raise type_error("instructions", "a string")
         messages.insert(0, text_pb2.ChatMessage(role="system", content=instructions))
     request = text_pb2.GenerateRequest(model=model or "", messages=messages, request_id=request_id)
     for name in ("temperature", "top_p"):
-        value = _number(body, name)
+        value = number(body, name)
         if value is not None:
             setattr(request, name, value)
     max_output_tokens = body.get("max_output_tokens")
     if max_output_tokens is not None:
         if isinstance(max_output_tokens, bool) or not isinstance(max_output_tokens, int):
-            raise _type_error("max_output_tokens", "an integer")
+            raise type_error("max_output_tokens", "an integer")
         if not 1 <= max_output_tokens <= _INT32_MAX:
             raise invalid(
                 "invalid value for 'max_output_tokens': must be at least 1",
@@ -257,7 +233,7 @@ def parse_responses_request(raw: bytes, request_id: str) -> ResponsesRequest:
     _text_format(request, body)
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
-        raise _type_error("stream", "a boolean")
+        raise type_error("stream", "a boolean")
     echo = {
         "instructions": instructions,
         "max_output_tokens": max_output_tokens,
