@@ -49,7 +49,7 @@ run: setup console  ## the whole stack on this machine (REPLICAS=2, or TEXT_SVC_
 	$(PY) -m devstack
 
 test: setup console chromium  ## every test, against a real Postgres and Redis
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 --durations=15 $(PYTEST_ARGS)
 
 proto: setup  ## regenerate the gRPC stubs from protos/
 	$(PY) scripts/gen_protos.py
@@ -71,6 +71,7 @@ format: setup  ## apply ruff's formatting and fixable lint
 bench: setup  ## benchmarks against the stand-ins; writes docs/benchmarks.md
 	$(PY) -m bench
 	$(PY) -m bench.multimodal
+	$(PY) -m bench.tool_streams
 
 token: setup  ## a dev JWT for USER (make token USER=alice); the token alone on the last line
 	@$(PY) -m devstack.token $(WHO)

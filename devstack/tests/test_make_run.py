@@ -77,14 +77,21 @@ async def test_a_billing_svc_killed_mid_burst_is_restarted_and_every_answer_char
                 return
             answered += 1
             if answered == kill_after:
-                os.kill(billing_pid, signal.SIGKILL)
-                rows = await _fetch(
-                    make_run.database_url,
-                    "SELECT count(*) AS n FROM billing.holds WHERE user_id = $1"
-                    " AND status = 'open'",
-                    user,
+                # Kill while a request holds credits (the requests started in the slots just
+                # freed take their holds within milliseconds), so one is caught mid-flight.
+                async def open_holds() -> int:
+                    rows = await _fetch(
+                        make_run.database_url,
+                        "SELECT count(*) AS n FROM billing.holds WHERE user_id = $1"
+                        " AND status = 'open'",
+                        user,
+                    )
+                    return int(rows[0]["n"])
+
+                held_when_killed.append(
+                    await eventually(open_holds, within_s=10.0, what="a request holding credits")
                 )
-                held_when_killed.append(rows[0]["n"])
+                os.kill(billing_pid, signal.SIGKILL)
 
     await asyncio.gather(*(one_request() for _ in range(requests)))
     await client.close()

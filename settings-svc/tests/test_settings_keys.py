@@ -81,6 +81,8 @@ def test_an_unknown_master_key_id_is_reported() -> None:
         ("k1:" + base64.b64encode(os.urandom(16)).decode(), "32 bytes"),
         (f"{new_master_key('k1')},{new_master_key('k1')}", "twice"),
     ],
+    # Fixed ids: the specs are random, and every test worker must collect the same names.
+    ids=["no-colon", "bad-id", "not-base64", "short-key", "id-twice"],
 )
 def test_malformed_master_keys_are_refused_without_quoting_them(spec: str, message: str) -> None:
     with pytest.raises(KeyConfigError, match=message) as caught:
