@@ -184,14 +184,16 @@ async def settle_latency(gateway: str, token: str, database_url: str, n: int) ->
     try:
         async with httpx.AsyncClient(base_url=gateway, timeout=30) as http:
             for _ in range(n):
-                request_id = uuid.uuid4().hex
                 response = await http.post(
                     "/api/text-proxy/v1/chat/completions",
                     json=BODY,
-                    headers={"authorization": f"Bearer {token}", "x-request-id": request_id},
+                    headers={"authorization": f"Bearer {token}"},
                 )
                 response.raise_for_status()
                 ended = time.perf_counter()
+                # The usage event's id is the one text-svc minted for the call (never the
+                # client's x-request-id): the completion id carries it.
+                request_id = response.json()["id"].removeprefix("chatcmpl-")
                 # The charge is made by another process: poll its database.
                 query = "SELECT 1 FROM billing.ledger WHERE event_id = $1"
                 while not await conn.fetchval(query, request_id):  # noqa: ASYNC110
