@@ -32,7 +32,6 @@ from starlette.responses import Response
 from gateway import clients, schemas
 from gateway.deps import CurrentUser, RequestId
 from gateway.errors import ApiError, invalid
-from gateway.lean_route import LeanRoute
 from gateway.metrics import Metrics
 from gateway.routes._common import (
     check_json_content_type,
@@ -436,7 +435,7 @@ async def get_image_file(
 
 
 def build_router(prefix: str, *, alias: bool = False) -> APIRouter:
-    router = APIRouter(prefix=prefix, tags=["images"], route_class=LeanRoute)
+    router = APIRouter(prefix=prefix, tags=["images"])
     router.add_api_route(
         "/v1/images/generations",
         create_image,

@@ -19,7 +19,6 @@ from gateway import schemas
 from gateway.chat import completion_json, message_fields, parse_chat_request
 from gateway.deps import CurrentUser, MultimodalClient, RequestId
 from gateway.errors import ApiError, invalid
-from gateway.lean_route import LeanRoute
 from gateway.routes._common import (
     check_json_content_type,
     error_responses,
@@ -180,7 +179,7 @@ async def get_multimodal_status(
 
 
 def build_router(prefix: str, *, alias: bool = False) -> APIRouter:
-    router = APIRouter(prefix=prefix, tags=["multimodal"], route_class=LeanRoute)
+    router = APIRouter(prefix=prefix, tags=["multimodal"])
     router.add_api_route(
         "/v1/chat/completions",
         create_multimodal_completion,

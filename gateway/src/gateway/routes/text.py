@@ -17,7 +17,6 @@ from gateway import schemas
 from gateway.chat import completion_json, parse_chat_request
 from gateway.deps import CurrentUser, RequestId, TextClient
 from gateway.errors import ApiError
-from gateway.lean_route import LeanRoute
 from gateway.responses import parse_responses_request, response_json, start_responses_stream
 from gateway.routes._common import (
     check_json_content_type,
@@ -108,7 +107,7 @@ async def get_status(user: CurrentUser, request_id: RequestId, text: TextClient)
 
 
 def build_router(prefix: str, *, deprecated: bool = False) -> APIRouter:
-    router = APIRouter(prefix=prefix, tags=["text"], deprecated=deprecated, route_class=LeanRoute)
+    router = APIRouter(prefix=prefix, tags=["text"], deprecated=deprecated)
     router.add_api_route(
         "/v1/chat/completions",
         create_chat_completion,
