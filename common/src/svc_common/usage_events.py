@@ -62,6 +62,7 @@ class UsageEvent:
     image_size: str = ""
     image_quality: str = ""
     hold_id: str = ""  # member mode: the hold this event settles
+    lease_id: str = ""  # member mode, instead of a hold: the credit lease it is charged against
     started_at_ms: int = 0
     ended_at_ms: int = 0
 

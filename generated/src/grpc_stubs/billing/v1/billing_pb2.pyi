@@ -329,3 +329,164 @@ class GrantResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GrantResponse: _TypeAlias = GrantResponse  # noqa: Y015
+
+@_typing.final
+class OpenLeaseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BACKEND_TYPE_FIELD_NUMBER: _builtins.int
+    ROUTES_FIELD_NUMBER: _builtins.int
+    WORST_CASE_FIELD_NUMBER: _builtins.int
+    HOLDER_FIELD_NUMBER: _builtins.int
+    backend_type: _common_pb2.BackendType.ValueType
+    holder: _builtins.str
+    """Who holds it, for operators (host and process id); never used for identity."""
+    @_builtins.property
+    def routes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Route]:
+        """Primary first, then fallbacks. Every route needs a price (else FAILED_PRECONDITION, as Reserve)."""
+
+    @_builtins.property
+    def worst_case(self) -> _common_pb2.Usage:
+        """The worst case of the request that asks for the lease; the lease is sized in such requests."""
+
+    def __init__(
+        self,
+        *,
+        backend_type: _common_pb2.BackendType.ValueType = ...,
+        routes: _abc.Iterable[Global___Route] | None = ...,
+        worst_case: _common_pb2.Usage | None = ...,
+        holder: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["worst_case", b"worst_case"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend_type", b"backend_type", "holder", b"holder", "routes", b"routes", "worst_case", b"worst_case"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OpenLeaseRequest: _TypeAlias = OpenLeaseRequest  # noqa: Y015
+
+@_typing.final
+class Lease(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_MICROS_FIELD_NUMBER: _builtins.int
+    BALANCE_MICROS_FIELD_NUMBER: _builtins.int
+    USE_UNTIL_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    PRICES_FIELD_NUMBER: _builtins.int
+    lease_id: _builtins.str
+    """minted by billing-svc; empty: no lease, reserve per request"""
+    amount_micros: _builtins.int
+    balance_micros: _builtins.int
+    """available after the lease, not counting it"""
+    use_until: _builtins.int
+    """unix seconds: start no request on the lease after this"""
+    expires_at: _builtins.int
+    """unix seconds: returned by the sweeper after this unless closed"""
+    @_builtins.property
+    def prices(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnitPrice]:
+        """the prices of the routes when it was opened"""
+
+    def __init__(
+        self,
+        *,
+        lease_id: _builtins.str = ...,
+        amount_micros: _builtins.int = ...,
+        balance_micros: _builtins.int = ...,
+        use_until: _builtins.int = ...,
+        expires_at: _builtins.int = ...,
+        prices: _abc.Iterable[Global___UnitPrice] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_micros", b"amount_micros", "balance_micros", b"balance_micros", "expires_at", b"expires_at", "lease_id", b"lease_id", "prices", b"prices", "use_until", b"use_until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Lease: _TypeAlias = Lease  # noqa: Y015
+
+@_typing.final
+class UnitPrice(_message.Message):
+    """One row of the price table: cost of n units = ceil(n * price_micros / per_units)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    IMAGE_SIZE_FIELD_NUMBER: _builtins.int
+    IMAGE_QUALITY_FIELD_NUMBER: _builtins.int
+    PRICE_MICROS_FIELD_NUMBER: _builtins.int
+    PER_UNITS_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    model: _builtins.str
+    unit: _builtins.str
+    """input_token | output_token | image"""
+    image_size: _builtins.str
+    """image rows: '' matches any size"""
+    image_quality: _builtins.str
+    """image rows: '' matches any quality"""
+    price_micros: _builtins.int
+    per_units: _builtins.int
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        model: _builtins.str = ...,
+        unit: _builtins.str = ...,
+        image_size: _builtins.str = ...,
+        image_quality: _builtins.str = ...,
+        price_micros: _builtins.int = ...,
+        per_units: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["image_quality", b"image_quality", "image_size", b"image_size", "model", b"model", "per_units", b"per_units", "price_micros", b"price_micros", "provider", b"provider", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnitPrice: _TypeAlias = UnitPrice  # noqa: Y015
+
+@_typing.final
+class CloseLeaseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_ID_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    lease_id: _builtins.str
+    requests: _builtins.int
+    """usage events the holder published against the lease"""
+    def __init__(
+        self,
+        *,
+        lease_id: _builtins.str = ...,
+        requests: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_id", b"lease_id", "requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseLeaseRequest: _TypeAlias = CloseLeaseRequest  # noqa: Y015
+
+@_typing.final
+class CloseLeaseResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BALANCE_MICROS_FIELD_NUMBER: _builtins.int
+    balance_micros: _builtins.int
+    """available now"""
+    def __init__(
+        self,
+        *,
+        balance_micros: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance_micros", b"balance_micros"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseLeaseResponse: _TypeAlias = CloseLeaseResponse  # noqa: Y015

@@ -59,6 +59,16 @@ class BillingServiceStub:
                 request_serializer=billing_dot_v1_dot_billing__pb2.GrantRequest.SerializeToString,
                 response_deserializer=billing_dot_v1_dot_billing__pb2.GrantResponse.FromString,
                 _registered_method=True)
+        self.OpenLease = channel.unary_unary(
+                '/billing.v1.BillingService/OpenLease',
+                request_serializer=billing_dot_v1_dot_billing__pb2.OpenLeaseRequest.SerializeToString,
+                response_deserializer=billing_dot_v1_dot_billing__pb2.Lease.FromString,
+                _registered_method=True)
+        self.CloseLease = channel.unary_unary(
+                '/billing.v1.BillingService/CloseLease',
+                request_serializer=billing_dot_v1_dot_billing__pb2.CloseLeaseRequest.SerializeToString,
+                response_deserializer=billing_dot_v1_dot_billing__pb2.CloseLeaseResponse.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -100,6 +110,29 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenLease(self, request, context):
+        """A credit lease: credits set aside from the user's balance for one model-service process to
+        spend on many of the user's member requests (on one set of routes) without a Reserve each.
+        Taken exactly like a hold, so holds and leases together never exceed the balance. The holder
+        debits each request's worst case from it locally before calling the provider; the requests'
+        usage events name the lease (lease_id) and are charged against it. The caller is the user
+        named in the metadata, as for Reserve. When the balance cannot spare a lease for at least one
+        such request, the answer has no lease_id and the caller reserves per request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseLease(self, request, context):
+        """The holder will start no more requests on the lease. `requests` is how many usage events it
+        published against it; the unspent rest returns to the balance once that many are applied (at
+        once if they are). A lease never closed (its holder died) is returned after expires_at.
+        Repeating the call changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -127,6 +160,16 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.Grant,
                     request_deserializer=billing_dot_v1_dot_billing__pb2.GrantRequest.FromString,
                     response_serializer=billing_dot_v1_dot_billing__pb2.GrantResponse.SerializeToString,
+            ),
+            'OpenLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenLease,
+                    request_deserializer=billing_dot_v1_dot_billing__pb2.OpenLeaseRequest.FromString,
+                    response_serializer=billing_dot_v1_dot_billing__pb2.Lease.SerializeToString,
+            ),
+            'CloseLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseLease,
+                    request_deserializer=billing_dot_v1_dot_billing__pb2.CloseLeaseRequest.FromString,
+                    response_serializer=billing_dot_v1_dot_billing__pb2.CloseLeaseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -264,6 +307,60 @@ class BillingService:
             '/billing.v1.BillingService/Grant',
             billing_dot_v1_dot_billing__pb2.GrantRequest.SerializeToString,
             billing_dot_v1_dot_billing__pb2.GrantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.v1.BillingService/OpenLease',
+            billing_dot_v1_dot_billing__pb2.OpenLeaseRequest.SerializeToString,
+            billing_dot_v1_dot_billing__pb2.Lease.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.v1.BillingService/CloseLease',
+            billing_dot_v1_dot_billing__pb2.CloseLeaseRequest.SerializeToString,
+            billing_dot_v1_dot_billing__pb2.CloseLeaseResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -28,6 +28,21 @@ class BillingServiceStub:
     ListUsage: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListUsageRequest, _billing_pb2.ListUsageResponse]
     Grant: _aio.UnaryUnaryMultiCallable[_billing_pb2.GrantRequest, _billing_pb2.GrantResponse]
     """Operator only (a service identity, never a user): credit a user's account. Idempotent per grant_id."""
+    OpenLease: _aio.UnaryUnaryMultiCallable[_billing_pb2.OpenLeaseRequest, _billing_pb2.Lease]
+    """A credit lease: credits set aside from the user's balance for one model-service process to
+    spend on many of the user's member requests (on one set of routes) without a Reserve each.
+    Taken exactly like a hold, so holds and leases together never exceed the balance. The holder
+    debits each request's worst case from it locally before calling the provider; the requests'
+    usage events name the lease (lease_id) and are charged against it. The caller is the user
+    named in the metadata, as for Reserve. When the balance cannot spare a lease for at least one
+    such request, the answer has no lease_id and the caller reserves per request.
+    """
+    CloseLease: _aio.UnaryUnaryMultiCallable[_billing_pb2.CloseLeaseRequest, _billing_pb2.CloseLeaseResponse]
+    """The holder will start no more requests on the lease. `requests` is how many usage events it
+    published against it; the unspent rest returns to the balance once that many are applied (at
+    once if they are). A lease never closed (its holder died) is returned after expires_at.
+    Repeating the call changes nothing.
+    """
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -71,5 +86,32 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _aio.ServicerContext[_billing_pb2.GrantRequest, _abc.Awaitable[_billing_pb2.GrantResponse]],
     ) -> _abc.Awaitable[_billing_pb2.GrantResponse]:
         """Operator only (a service identity, never a user): credit a user's account. Idempotent per grant_id."""
+
+    @_abc_1.abstractmethod
+    def OpenLease(
+        self,
+        request: _billing_pb2.OpenLeaseRequest,
+        context: _aio.ServicerContext[_billing_pb2.OpenLeaseRequest, _abc.Awaitable[_billing_pb2.Lease]],
+    ) -> _abc.Awaitable[_billing_pb2.Lease]:
+        """A credit lease: credits set aside from the user's balance for one model-service process to
+        spend on many of the user's member requests (on one set of routes) without a Reserve each.
+        Taken exactly like a hold, so holds and leases together never exceed the balance. The holder
+        debits each request's worst case from it locally before calling the provider; the requests'
+        usage events name the lease (lease_id) and are charged against it. The caller is the user
+        named in the metadata, as for Reserve. When the balance cannot spare a lease for at least one
+        such request, the answer has no lease_id and the caller reserves per request.
+        """
+
+    @_abc_1.abstractmethod
+    def CloseLease(
+        self,
+        request: _billing_pb2.CloseLeaseRequest,
+        context: _aio.ServicerContext[_billing_pb2.CloseLeaseRequest, _abc.Awaitable[_billing_pb2.CloseLeaseResponse]],
+    ) -> _abc.Awaitable[_billing_pb2.CloseLeaseResponse]:
+        """The holder will start no more requests on the lease. `requests` is how many usage events it
+        published against it; the unspent rest returns to the balance once that many are applied (at
+        once if they are). A lease never closed (its holder died) is returned after expires_at.
+        Repeating the call changes nothing.
+        """
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _aio.Server) -> None: ...
