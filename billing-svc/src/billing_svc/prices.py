@@ -8,128 +8,52 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 import asyncpg
 
-MICROS_PER_CREDIT = 1_000_000
+from svc_common.prices import (
+    IMAGE,
+    INPUT_TOKEN,
+    MICROS_PER_CREDIT,
+    OUTPUT_TOKEN,
+    PriceTable,
+    UnitPrice,
+    Units,
+    UnknownPrice,
+    format_credits,
+)
 
-INPUT_TOKEN = "input_token"
-OUTPUT_TOKEN = "output_token"
-IMAGE = "image"
-
-
-class UnknownPrice(LookupError):
-    """No price for a unit the usage needs; the message says which, in a user's words."""
-
-
-@dataclass(frozen=True, slots=True)
-class Units:
-    """Units of one usage (or the worst case a Reserve holds for)."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    images: int = 0
-    image_size: str = ""
-    image_quality: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class UnitPrice:
-    price_micros: int
-    per_units: int
-
-    def cost(self, units: int) -> int:
-        # ceil(units * price / per) in integers: a fraction of a micro-credit is charged as one.
-        return -(-units * self.price_micros // self.per_units)
+# The pricing rule lives in svc_common.prices (a model service spending a lease prices with it
+# too); re-exported here so billing-svc's modules keep one import.
+__all__ = [
+    "IMAGE",
+    "INPUT_TOKEN",
+    "MICROS_PER_CREDIT",
+    "OUTPUT_TOKEN",
+    "PriceBook",
+    "PriceTable",
+    "UnitPrice",
+    "Units",
+    "UnknownPrice",
+    "format_credits",
+    "table_from_records",
+]
 
 
-# (unit, image_size, image_quality) -> price, for one provider and model.
-ModelPrices = Mapping[tuple[str, str, str], UnitPrice]
-
-
-def format_credits(micros: int) -> str:
-    """Micro-credits as credits for people, without floats: 1500000 -> "1.5"."""
-    sign = "-" if micros < 0 else ""
-    whole, frac = divmod(abs(micros), MICROS_PER_CREDIT)
-    text = f"{whole}.{frac:06d}".rstrip("0").rstrip(".")
-    return f"{sign}{text}"
-
-
-class PriceTable:
-    """An immutable snapshot of billing.prices."""
-
-    def __init__(self, models: Mapping[tuple[str, str], ModelPrices]) -> None:
-        self._models = models
-
-    @classmethod
-    def from_rows(cls, rows: list[asyncpg.Record]) -> PriceTable:
-        models: dict[tuple[str, str], dict[tuple[str, str, str], UnitPrice]] = {}
-        for row in rows:
-            model = models.setdefault((row["provider"], row["model"]), {})
-            key = (row["unit"], row["image_size"], row["image_quality"])
-            model[key] = UnitPrice(row["price_micros"], row["per_units"])
-        return cls(models)
-
-    def has_model(self, provider: str, model: str) -> bool:
-        return (provider, model) in self._models
-
-    def cost(self, provider: str, model: str, units: Units) -> int:
-        """The cost of `units` in micro-credits; raises UnknownPrice for a unit without a price."""
-        prices = self._models.get((provider, model))
-        if prices is None:
-            raise UnknownPrice(
-                f"no price for {provider}/{model}; member mode is not available for it"
-            )
-        total = 0
-        for unit, count in ((INPUT_TOKEN, units.input_tokens), (OUTPUT_TOKEN, units.output_tokens)):
-            if count:
-                price = prices.get((unit, "", ""))
-                if price is None:
-                    raise UnknownPrice(
-                        f"no {unit} price for {provider}/{model};"
-                        " member mode is not available for it"
-                    )
-                total += price.cost(count)
-        if units.images:
-            price = _image_price(prices, units.image_size, units.image_quality)
-            if price is None:
-                raise UnknownPrice(
-                    f"no image price for {provider}/{model} at size"
-                    f" {units.image_size or '(none)'!r} and quality"
-                    f" {units.image_quality or '(none)'!r}; member mode is not available for it"
-                )
-            total += price.cost(units.images)
-        return total
-
-    def costliest(self, routes: Sequence[tuple[str, str]], units: Units) -> int:
-        """The cost of `units` on the dearest of `routes` ((provider, model), the primary first).
-
-        A hold must cover whichever route the request ends up taking, so every route needs a
-        price: UnknownPrice names the first that has none (and says when it is a fallback).
-        """
-        costs = []
-        for i, (provider, model) in enumerate(routes):
-            try:
-                costs.append(self.cost(provider, model, units))
-            except UnknownPrice as exc:
-                if i == 0:
-                    raise
-                raise UnknownPrice(
-                    f"{exc}, so it cannot be the fallback of a member request:"
-                    " choose a priced fallback model or none"
-                ) from None
-        return max(costs)
-
-
-def _image_price(prices: ModelPrices, size: str, quality: str) -> UnitPrice | None:
-    # The most specific row wins; '' in the table stands for any size or quality.
-    for key in ((IMAGE, size, quality), (IMAGE, size, ""), (IMAGE, "", quality), (IMAGE, "", "")):
-        price = prices.get(key)
-        if price is not None:
-            return price
-    return None
+def table_from_records(rows: Iterable[asyncpg.Record]) -> PriceTable:
+    return PriceTable.from_unit_prices(
+        (
+            row["provider"],
+            row["model"],
+            row["unit"],
+            row["image_size"],
+            row["image_quality"],
+            row["price_micros"],
+            row["per_units"],
+        )
+        for row in rows
+    )
 
 
 class PriceBook:
@@ -151,7 +75,7 @@ class PriceBook:
                     "SELECT provider, model, unit, image_size, image_quality, price_micros,"
                     " per_units FROM billing.prices"
                 )
-                self._table = PriceTable.from_rows(rows)
+                self._table = table_from_records(rows)
                 self._loaded_at = time.monotonic()
             assert self._table is not None
             return self._table
