@@ -90,6 +90,17 @@ class PriceTable:
     def has_model(self, provider: str, model: str) -> bool:
         return (provider, model) in self._models
 
+    def unit_prices(self, routes: Iterable[tuple[str, str]]) -> list[PriceRow]:
+        """The rows of `routes` ((provider, model)), each route once: what a credit lease hands
+        its holder, so it prices those routes as billing-svc does (`from_unit_prices`)."""
+        rows: list[PriceRow] = []
+        for provider, model in dict.fromkeys(routes):
+            for (unit, size, quality), price in self._models.get((provider, model), {}).items():
+                rows.append(
+                    (provider, model, unit, size, quality, price.price_micros, price.per_units)
+                )
+        return rows
+
     def cost(self, provider: str, model: str, units: Units) -> int:
         """The cost of `units` in micro-credits; raises UnknownPrice for a unit without a price."""
         prices = self._models.get((provider, model))
