@@ -38,6 +38,7 @@ DECLARED: dict[str, set[str]] = {
     },
     "deadlines": {"call_deadline", "time_left"},
     "holds": {"NO_BALANCE", "Hold", "HoldClient", "Route"},
+    "leases": {"Debit", "LeaseBook"},
     "logging": {"JsonFormatter", "scrub", "setup_logging"},
     "metrics": {
         "LATENCY_BUCKETS",
@@ -62,6 +63,19 @@ DECLARED: dict[str, set[str]] = {
         "BackendTypeEnum",
         "ModeEnum",
         "api_style_for",
+    },
+    "prices": {
+        "IMAGE",
+        "INPUT_TOKEN",
+        "MICROS_PER_CREDIT",
+        "OUTPUT_TOKEN",
+        "ModelPrices",
+        "PriceRow",
+        "PriceTable",
+        "UnitPrice",
+        "Units",
+        "UnknownPrice",
+        "format_credits",
     },
     "settings_changes": {
         "CHANNEL",

@@ -231,6 +231,12 @@ class ModelServiceSettings(ServiceSettings):
     config_cache_ttl_s: float = Field(default=30.0, ge=0)
     # Deadline for calls to settings-svc and billing-svc.
     internal_call_timeout_s: float = Field(default=5.0, gt=0)
+    # Member requests debit a credit lease (svc_common.leases) set aside once in billing-svc
+    # instead of a Reserve each. Off here: a service turns it on where its usage events name
+    # the lease (text-svc).
+    credit_lease: bool = False
+    # A lease no request took from for this long is closed, its unspent rest returned.
+    lease_idle_s: float = Field(default=5.0, gt=0)
 
     @field_validator("redis_url", mode="before")
     @classmethod

@@ -1,4 +1,5 @@
-"""The credit hold a model service takes before a member-mode call: billing-svc `Reserve`.
+"""The credit hold a model service takes before a member-mode call: billing-svc `Reserve`, or a
+local debit from a credit lease (`svc_common.leases`) that billing-svc already set aside.
 
 The hold covers the worst case of the dearest route the request may take (its primary and its
 fallbacks), in whatever units the backend type bills (tokens, or images by size and quality).
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -19,6 +21,9 @@ from svc_common.auth import Caller, forward_metadata
 from svc_common.errors import from_rpc_error, reraise
 from svc_common.names import BACKEND_TYPE_ENUMS
 
+if TYPE_CHECKING:
+    from svc_common.leases import Debit
+
 __all__ = ["NO_BALANCE", "Hold", "HoldClient", "Route"]
 
 NO_BALANCE = -1  # a response's balance_micros when no hold was taken
@@ -26,8 +31,17 @@ NO_BALANCE = -1  # a response's balance_micros when no hold was taken
 
 @dataclass(frozen=True, slots=True)
 class Hold:
+    """What a member call set aside before its provider call: a billing-svc hold (`hold_id`),
+    or a debit from a credit lease (`lease`; then `hold_id` is empty)."""
+
     hold_id: str
-    balance_micros: int  # available after the hold
+    balance_micros: int  # available after the hold (a lease's unspent part counted as the user's)
+    lease: Debit | None = None
+
+    @property
+    def lease_id(self) -> str:
+        """The lease the call's usage event is charged against; empty for a hold."""
+        return self.lease.lease_id if self.lease is not None else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +58,11 @@ class HoldClient:
         self._timeout = timeout_s
         self._channel = grpc_client.channel(target)
         self._billing = billing_pb2_grpc.BillingServiceStub(self._channel)
+
+    @property
+    def billing(self) -> billing_pb2_grpc.BillingServiceStub:
+        """billing-svc's stub on this client's channel (credit leases use the same one)."""
+        return self._billing
 
     async def reserve(
         self,

@@ -1,5 +1,6 @@
-"""A model service's money plumbing: billing-svc holds (`svc_common.holds`) before member calls
-and exactly one usage event per call (`svc_common.usage_events`). What a call holds and what its
+"""A model service's money plumbing: billing-svc holds (`svc_common.holds`) before member calls,
+or debits from a credit lease (`svc_common.leases`) where the service turns leases on, and
+exactly one usage event per call (`svc_common.usage_events`). What a call holds and what its
 event counts are the service's policy (its `reserve` and usage record); this is the part every
 model service shares. Without a billing target member mode runs without holds (development);
 without Redis no usage events are published."""
@@ -7,12 +8,14 @@ without Redis no usage events are published."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from grpc_stubs.common.v1 import common_pb2
 from svc_common.auth import Caller
 from svc_common.environment import ModelServiceSettings
 from svc_common.holds import Hold, HoldClient, Route
+from svc_common.leases import LeaseBook
+from svc_common.prices import Units
 from svc_common.usage_events import UsageEvent, UsagePublisher
 
 if TYPE_CHECKING:
@@ -25,28 +28,54 @@ class UsageRecord(Protocol):
     """One call's record: turned into its usage event once, when the call ends."""
 
     published: bool
+    hold: Hold | None  # what the call set aside before its provider call (its event names it)
 
     def event(self, outcome: str) -> UsageEvent: ...
 
 
 class Metering:
-    """Holds and usage events under one backend type."""
+    """Holds (or credit-lease debits) and usage events under one backend type."""
+
+    # A service whose usage events carry the hold's lease_id sets this; only then may its
+    # <PREFIX>CREDIT_LEASE be on (an event without the lease would be charged beside it).
+    leases_supported: ClassVar[bool] = False
 
     def __init__(
-        self, settings: ModelServiceSettings, redis: aioredis.Redis | None, backend_type: str
+        self,
+        settings: ModelServiceSettings,
+        redis: aioredis.Redis | None,
+        backend_type: str,
+        *,
+        holder: str = "",
     ) -> None:
+        """`holder` names this process on its credit leases, for operators (host and pid)."""
         self.backend_type = backend_type
         self._usage = UsagePublisher(redis, settings.usage_stream)
+        self._publishes = redis is not None
         self._holds: HoldClient | None = None
+        self._leases: LeaseBook | None = None
+        prefix = settings.model_config.get("env_prefix", "")
         if settings.billing_target:
             if settings.service_token is None:
-                prefix = settings.model_config.get("env_prefix", "")
                 raise RuntimeError(f"{prefix}SERVICE_TOKEN is required to call billing-svc")
             self._holds = HoldClient(
                 settings.billing_target,
                 settings.service_token.get_secret_value(),
                 settings.internal_call_timeout_s,
             )
+            if settings.credit_lease:
+                if not self.leases_supported:
+                    raise RuntimeError(
+                        f"{prefix}CREDIT_LEASE: {backend_type} requests take a hold each; unset it"
+                    )
+                self._leases = LeaseBook(
+                    self._holds.billing,
+                    settings.service_token.get_secret_value(),
+                    holder=holder,
+                    backend_type=backend_type,
+                    timeout_s=settings.internal_call_timeout_s,
+                    idle_s=settings.lease_idle_s,
+                )
 
     async def hold(
         self,
@@ -58,10 +87,15 @@ class Metering:
         worst_case: common_pb2.Usage,
         timeout_s: float,
     ) -> Hold | None:
-        """Hold `worst_case` before a member call (None: no hold is needed or there is no
-        billing-svc); INSUFFICIENT_CREDITS passes through."""
+        """Set `worst_case` aside before a member call: a debit from the user's credit lease
+        when leases are on and the balance spares one, else a hold (Reserve). None: no hold is
+        needed or there is no billing-svc. INSUFFICIENT_CREDITS passes through."""
         if mode != "member" or self._holds is None:
             return None
+        if self._leases is not None:
+            debit = await self._leases.take(who, routes, worst_case, timeout_s)
+            if debit is not None:
+                return Hold("", debit.balance_micros, debit)
         return await self._holds.reserve(
             who,
             request_id=request_id,
@@ -77,12 +111,30 @@ class Metering:
         if record.published:
             return
         record.published = True
-        self._usage.submit(record.event(outcome))
+        event = record.event(outcome)
+        self._usage.submit(event)
+        hold = record.hold
+        if hold is not None and hold.lease is not None and self._leases is not None:
+            # The lease gets back what the event's units do not cost, and counts the event:
+            # its close tells billing-svc how many to wait for.
+            units = Units(
+                event.input_tokens,
+                event.output_tokens,
+                event.images,
+                event.image_size,
+                event.image_quality,
+            )
+            self._leases.finish(
+                hold.lease, event.provider, event.model, units, published=self._publishes
+            )
 
     async def drain(self, timeout_s: float) -> None:
         """Wait until every queued usage event is sent (shutdown), then stop the publisher."""
         await self._usage.drain(timeout_s)
 
     async def aclose(self) -> None:
+        """After `drain`: close the credit leases (their events are sent), then the channel."""
+        if self._leases is not None:
+            await self._leases.aclose()
         if self._holds is not None:
             await self._holds.aclose()

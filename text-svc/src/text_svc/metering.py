@@ -1,7 +1,9 @@
-"""text-svc's policy around one generation's money: a hold for the worst case in tokens before
-a member call (`svc_common.holds`), and exactly one usage event after (every mode), counted in
-tokens (`svc_common.usage_events`). Without TEXT_SVC_BILLING_TARGET member mode runs without
-holds (development); without TEXT_SVC_REDIS_URL no usage events are published."""
+"""text-svc's policy around one generation's money: the worst case in tokens set aside before a
+member call, debited from the user's credit lease (`svc_common.leases`, TEXT_SVC_CREDIT_LEASE)
+or held per request (`svc_common.holds`), and exactly one usage event after (every mode),
+counted in tokens and naming the hold or the lease (`svc_common.usage_events`). Without
+TEXT_SVC_BILLING_TARGET member mode runs without holds (development); without
+TEXT_SVC_REDIS_URL no usage events are published."""
 
 from __future__ import annotations
 
@@ -79,18 +81,21 @@ class UsageRecord:
             input_tokens=units.input_tokens,
             output_tokens=units.output_tokens,
             hold_id=self.hold.hold_id if self.hold else "",
+            lease_id=self.hold.lease_id if self.hold else "",
             started_at_ms=self.started_at_ms,
             ended_at_ms=now_ms(),
         )
 
 
 class Metering(metering.Metering):
-    def __init__(self, settings: Settings, redis: aioredis.Redis | None) -> None:
-        super().__init__(settings, redis, BACKEND_TYPE)
+    leases_supported = True  # UsageRecord.event names the lease
+
+    def __init__(self, settings: Settings, redis: aioredis.Redis | None, *, holder: str) -> None:
+        super().__init__(settings, redis, BACKEND_TYPE, holder=holder)
 
     async def reserve(self, who: Caller, plan: Plan, timeout_s: float) -> Hold | None:
-        """Hold the worst-case cost of the dearest route before a member call;
-        INSUFFICIENT_CREDITS passes through."""
+        """Set the worst-case cost of the dearest route aside before a member call (a lease
+        debit or a hold); INSUFFICIENT_CREDITS passes through."""
         return await self.hold(
             who,
             mode=plan.mode,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 
 from grpc_stubs.text.v1 import text_pb2, text_pb2_grpc
 from svc_common.grpc_server import GrpcService, build_server
@@ -47,7 +49,8 @@ def create_server(settings: Settings) -> TextServer:
     redis = open_redis(settings)
     clients = ProviderClients(settings)
     configs = config_source(settings)
-    metering = Metering(settings, redis)
+    # Names this process on its credit leases, for operators: which replica holds one.
+    metering = Metering(settings, redis, holder=f"{socket.gethostname()}-{os.getpid()}")
     service = TextService(
         settings, configs, Upstream(settings, clients), metering, ModelCatalog(clients)
     )
