@@ -241,12 +241,21 @@ class LeaseBook:
             expires_at=now + (answer.expires_at - wall),
             now=now,
         )
+        if self._closer is None and not self._closed:
+            self._closer = asyncio.get_running_loop().create_task(self._close_due_leases())
+        if now >= lease.use_until - USE_MARGIN_S:
+            # Too short-lived to start a request on (BILLING_SVC_LEASE_USE_S under the margin):
+            # given back at once, and requests reserve per request.
+            log.warning(
+                "credit lease %s ends too soon to use; reserving per request", lease.lease_id
+            )
+            self._retired.append(lease)
+            self._no_lease_until[key] = now + NO_LEASE_S
+            return None
         replaced = self._current.get(key)
         if replaced is not None:
             self._retired.append(replaced)  # closed once its requests in flight have ended
         self._current[key] = lease
-        if self._closer is None and not self._closed:
-            self._closer = asyncio.get_running_loop().create_task(self._close_due_leases())
         return lease
 
     def _opened(self, key: _LeaseKey, opening: asyncio.Future[_Lease | None]) -> None:
