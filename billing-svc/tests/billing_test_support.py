@@ -157,18 +157,21 @@ class Billing:
         await wait_for(done, within_s, f"{count} usage events of {user_id} applied")
 
     async def assert_consistent(self, user_id: str) -> None:
-        """available + open holds == the sum of the user's ledger, and never negative."""
+        """available + open holds + the unspent part of open and closing leases == the sum of the
+        user's ledger, and never negative."""
         row = await self.pool.fetchrow(
             "SELECT a.available_micros,"
             " (SELECT coalesce(sum(amount_micros), 0) FROM billing.holds h"
             "   WHERE h.user_id = a.user_id AND h.status = 'open')::bigint AS held,"
+            " (SELECT coalesce(sum(amount_micros - spent_micros), 0) FROM billing.leases s"
+            "   WHERE s.user_id = a.user_id AND s.status IN ('open', 'closing'))::bigint AS leased,"
             " (SELECT coalesce(sum(amount_micros), 0) FROM billing.ledger l"
             "   WHERE l.user_id = a.user_id)::bigint AS ledger_total"
             " FROM billing.accounts a WHERE a.user_id = $1",
             user_id,
         )
         assert row["available_micros"] >= 0
-        assert row["available_micros"] + row["held"] == row["ledger_total"]
+        assert row["available_micros"] + row["held"] + row["leased"] == row["ledger_total"]
 
 
 def usage_event(user_id: str, **fields: Any) -> UsageEvent:

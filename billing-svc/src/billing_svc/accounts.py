@@ -2,7 +2,8 @@
 
 Every balance change is a single guarded statement inside a transaction with its ledger row; the
 CHECK (available_micros >= 0) on billing.accounts backs the guards up. Lock order, everywhere in
-billing-svc: account rows (by user_id) before hold rows, so concurrent operations never deadlock.
+billing-svc: account rows (by user_id), then hold rows, then lease rows (billing_svc.leases), so
+concurrent operations never deadlock.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from svc_common.errors import FailedPrecondition, InsufficientCredits, InvalidAr
 GRANT_PREFIX = "grant:"
 RELEASE_PREFIX = "release:"
 EXPIRY_PREFIX = "expiry:"
-RESERVED_PREFIXES = (GRANT_PREFIX, RELEASE_PREFIX, EXPIRY_PREFIX)
+LEASE_PREFIX = "lease:"
+LEASE_RETURN_PREFIX = "lease-return:"
+RESERVED_PREFIXES = (GRANT_PREFIX, RELEASE_PREFIX, EXPIRY_PREFIX, LEASE_PREFIX, LEASE_RETURN_PREFIX)
 
 WELCOME_GRANT_PREFIX = "welcome:"
 
@@ -241,9 +244,16 @@ async def release(pool: asyncpg.Pool, *, user_id: str, hold_id: str) -> int:
 async def balance(
     pool: asyncpg.Pool, *, user_id: str, starting_balance_micros: int
 ) -> tuple[int, int]:
-    """(available, held in open holds) for the user, creating the account on first sight."""
+    """(balance, held in open holds) for the user, creating the account on first sight.
+
+    The balance is available plus the unspent part of the user's open and closing leases: a
+    lease's credits are still the user's to spend (on the lease's requests, or back to available
+    when it is returned)."""
     query = (
-        "SELECT a.available_micros, (SELECT coalesce(sum(h.amount_micros), 0) FROM billing.holds h"
+        "SELECT a.available_micros + (SELECT coalesce(sum(l.amount_micros - l.spent_micros), 0)"
+        "  FROM billing.leases l WHERE l.user_id = a.user_id"
+        "  AND l.status IN ('open', 'closing'))::bigint AS balance_micros,"
+        " (SELECT coalesce(sum(h.amount_micros), 0) FROM billing.holds h"
         "  WHERE h.user_id = a.user_id AND h.status = 'open')::bigint AS held_micros"
         " FROM billing.accounts a WHERE a.user_id = $1"
     )
@@ -252,7 +262,7 @@ async def balance(
         if row is None:
             await ensure_accounts(conn, [user_id], starting_balance_micros)
             row = await conn.fetchrow(query, user_id)
-    return row["available_micros"], row["held_micros"]
+    return row["balance_micros"], row["held_micros"]
 
 
 async def grant(

@@ -49,6 +49,15 @@ class Settings(DataServiceSettings):
     # Holds not settled by a usage event within this time are returned to the account.
     hold_ttl_s: int = Field(default=600, ge=1)
     sweep_interval_s: float = Field(default=10.0, gt=0)
+
+    # Credit leases (OpenLease): sized for this many requests of the asking request's worst case,
+    # but never more than available // lease_share_divisor, so one process's lease leaves the
+    # rest of the balance to the user's other processes and requests.
+    lease_requests: int = Field(default=16, ge=1)
+    lease_share_divisor: int = Field(default=4, ge=1)
+    # The holder starts requests on a lease for this long; the sweeper returns a lease never
+    # closed hold_ttl_s after that.
+    lease_use_s: float = Field(default=30.0, gt=0)
     # Operators edit billing.prices with SQL; a change takes effect within this many seconds.
     price_cache_s: float = Field(default=5.0, ge=0)
 

@@ -1,7 +1,7 @@
 """billing-svc's own metrics (beside the gRPC ones): the usage consumer's view of its stream
 (lag, pending entries, the dead-letter stream), what it applied, how long settlement takes, and
-the hold sweeper. Every replica reports the consumer group's lag and pending entries as it sees
-them: aggregate them with max(), not sum()."""
+the sweeper of holds and credit leases. Every replica reports the consumer group's lag and
+pending entries as it sees them: aggregate them with max(), not sum()."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ __all__ = [
     "DEAD_LETTER_ENTRIES",
     "HOLDS_EXPIRED",
     "HOLD_SWEEPS",
+    "LEASES_EXPIRED",
     "PENDING_ENTRIES",
     "SETTLEMENT_SECONDS",
 ]
@@ -55,12 +56,18 @@ SETTLEMENT_SECONDS = Histogram(
 )
 HOLD_SWEEPS = Counter(
     "billing_hold_sweeps",
-    "Passes of the hold sweeper, by result (ok, failed)",
+    "Passes of the sweeper of holds and credit leases, by result (ok, failed)",
     ["result"],
     registry=REGISTRY,
 )
 HOLDS_EXPIRED = Counter(
     "billing_holds_expired",
     "Holds past their expiry returned to their accounts by the sweeper",
+    registry=REGISTRY,
+)
+LEASES_EXPIRED = Counter(
+    "billing_leases_expired",
+    "Credit leases past their expiry (never closed: their holder died) whose unspent credits the"
+    " sweeper returned",
     registry=REGISTRY,
 )

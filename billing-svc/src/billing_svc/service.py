@@ -1,14 +1,14 @@
-"""billing.v1.BillingService: holds, balances, usage totals and operator grants."""
+"""billing.v1.BillingService: holds, credit leases, balances, usage totals and operator grants."""
 
 from __future__ import annotations
 
 import asyncpg
 import grpc
 
-from billing_svc import accounts
+from billing_svc import accounts, leases
 from billing_svc.consumer import MAX_UNITS
 from billing_svc.environment import Settings
-from billing_svc.prices import PriceBook, Units, UnknownPrice
+from billing_svc.prices import PriceBook, PriceTable, Units, UnknownPrice
 from grpc_stubs.billing.v1 import billing_pb2, billing_pb2_grpc
 from grpc_stubs.common.v1 import common_pb2
 from svc_common.auth import Caller, caller
@@ -47,6 +47,55 @@ def _user(who: Caller) -> str:
     return _text(who.require_user(), "x-user-id", MAX_ID_CHARS)
 
 
+def _backend_type(value: int) -> str:
+    backend_type = BACKEND_TYPE_NAMES.get(value)
+    if backend_type is None:
+        raise InvalidArgument("backend_type is required", param="backend_type")
+    return backend_type
+
+
+def _worst_case(worst: common_pb2.Usage) -> Units:
+    if min(worst.input_tokens, worst.output_tokens, worst.images) < 0:
+        raise InvalidArgument("worst_case units must not be negative", param="worst_case")
+    # The consumer refuses usage this large, so no hold or lease can be for it either.
+    if max(worst.input_tokens, worst.output_tokens, worst.images) >= MAX_UNITS:
+        raise InvalidArgument(
+            f"worst_case units must each be below {MAX_UNITS}: ask for fewer tokens or images",
+            param="worst_case",
+        )
+    _text(worst.image_size, "worst_case.image_size", MAX_NAME_CHARS, required=False)
+    _text(worst.image_quality, "worst_case.image_quality", MAX_NAME_CHARS, required=False)
+    return Units(
+        input_tokens=worst.input_tokens,
+        output_tokens=worst.output_tokens,
+        images=worst.images,
+        image_size=worst.image_size,
+        image_quality=worst.image_quality,
+    )
+
+
+def _route(route: billing_pb2.Route, param: str) -> tuple[str, str]:
+    _text(route.provider, f"{param}.provider", MAX_NAME_CHARS)
+    _text(route.model, f"{param}.model", MAX_NAME_CHARS)
+    return route.provider, route.model
+
+
+def _worst_cost(prices: PriceTable, routes: list[tuple[str, str]], worst: Units) -> int:
+    """What `worst` costs on the dearest of `routes` (the request may end on any of them)."""
+    try:
+        amount = prices.costliest(routes, worst)
+    except UnknownPrice as exc:
+        raise FailedPrecondition(str(exc), param="model") from None
+    if amount > MAX_MICROS:
+        # Prices are operator data without an upper bound: units below MAX_UNITS can still
+        # cost more than a bigint holds. No balance could cover it; say so before the database.
+        raise InvalidArgument(
+            "worst_case costs more than any balance can hold: ask for fewer tokens or images",
+            param="worst_case",
+        )
+    return amount
+
+
 class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     def __init__(self, settings: Settings, pool: asyncpg.Pool, prices: PriceBook) -> None:
         self._settings = settings
@@ -62,24 +111,12 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
                 "request_id is required (the hold id, minted for this request)", param="request_id"
             )
         _text(request.request_id, "request_id", MAX_ID_CHARS)
-        backend_type = BACKEND_TYPE_NAMES.get(request.backend_type)
-        if backend_type is None:
-            raise InvalidArgument("backend_type is required", param="backend_type")
+        backend_type = _backend_type(request.backend_type)
         if not request.provider or not request.model:
             raise InvalidArgument("provider and model are required", param="model")
         _text(request.provider, "provider", MAX_NAME_CHARS)
         _text(request.model, "model", MAX_NAME_CHARS)
-        worst = request.worst_case
-        if min(worst.input_tokens, worst.output_tokens, worst.images) < 0:
-            raise InvalidArgument("worst_case units must not be negative", param="worst_case")
-        # The consumer refuses usage this large, so no hold can be for it either.
-        if max(worst.input_tokens, worst.output_tokens, worst.images) >= MAX_UNITS:
-            raise InvalidArgument(
-                f"worst_case units must each be below {MAX_UNITS}: ask for fewer tokens or images",
-                param="worst_case",
-            )
-        _text(worst.image_size, "worst_case.image_size", MAX_NAME_CHARS, required=False)
-        _text(worst.image_quality, "worst_case.image_quality", MAX_NAME_CHARS, required=False)
+        worst = _worst_case(request.worst_case)
         if len(request.alternatives) > MAX_ALTERNATIVE_ROUTES:
             raise InvalidArgument(
                 f"at most {MAX_ALTERNATIVE_ROUTES} alternative routes are allowed",
@@ -91,31 +128,9 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
                 raise InvalidArgument(
                     "every alternative route needs a provider and a model", param="alternatives"
                 )
-            _text(alternative.provider, "alternatives.provider", MAX_NAME_CHARS)
-            _text(alternative.model, "alternatives.model", MAX_NAME_CHARS)
-            routes.append((alternative.provider, alternative.model))
+            routes.append(_route(alternative, "alternatives"))
         prices = await self._prices.current(self._pool)
-        try:
-            # The request may end on any of its routes: hold for the dearest.
-            amount = prices.costliest(
-                routes,
-                Units(
-                    input_tokens=worst.input_tokens,
-                    output_tokens=worst.output_tokens,
-                    images=worst.images,
-                    image_size=worst.image_size,
-                    image_quality=worst.image_quality,
-                ),
-            )
-        except UnknownPrice as exc:
-            raise FailedPrecondition(str(exc), param="model") from None
-        if amount > MAX_MICROS:
-            # Prices are operator data without an upper bound: units below MAX_UNITS can still
-            # cost more than a bigint holds. No balance could cover it; say so before the database.
-            raise InvalidArgument(
-                "worst_case costs more than any balance can hold: ask for fewer tokens or images",
-                param="worst_case",
-            )
+        amount = _worst_cost(prices, routes, worst)
         hold = await accounts.reserve(
             self._pool,
             user_id=user_id,
@@ -133,6 +148,91 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             balance_micros=hold.balance_micros,
             expires_at=hold.expires_at,
         )
+
+    async def OpenLease(
+        self, request: billing_pb2.OpenLeaseRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.Lease:
+        who = caller(context)
+        user_id = _user(who)
+        backend_type = _backend_type(request.backend_type)
+        if not request.routes:
+            raise InvalidArgument(
+                "routes are required: the primary route first, then its fallbacks", param="routes"
+            )
+        if len(request.routes) > 1 + MAX_ALTERNATIVE_ROUTES:
+            raise InvalidArgument(
+                f"at most {1 + MAX_ALTERNATIVE_ROUTES} routes are allowed (the primary and"
+                f" {MAX_ALTERNATIVE_ROUTES} fallbacks)",
+                param="routes",
+            )
+        routes = []
+        for route in request.routes:
+            if not route.provider or not route.model:
+                raise InvalidArgument("every route needs a provider and a model", param="routes")
+            routes.append(_route(route, "routes"))
+        worst = _worst_case(request.worst_case)
+        holder = _text(request.holder, "holder", MAX_NAME_CHARS, required=False) or who.service
+        prices = await self._prices.current(self._pool)
+        # One request's worst case on the dearest route: the lease is sized in such requests.
+        unit = _worst_cost(prices, routes, worst)
+        settings = self._settings
+        lease = await leases.open_lease(
+            self._pool,
+            user_id=user_id,
+            backend_type=backend_type,
+            holder=holder,
+            primary_route=routes[0],
+            request_micros=unit,
+            max_amount_micros=min(unit * settings.lease_requests, MAX_MICROS),
+            share_divisor=settings.lease_share_divisor,
+            use_s=settings.lease_use_s,
+            ttl_s=settings.hold_ttl_s,
+            starting_balance_micros=settings.starting_balance_micros,
+        )
+        if not lease.lease_id:
+            return billing_pb2.Lease(balance_micros=lease.balance_micros)
+        return billing_pb2.Lease(
+            lease_id=lease.lease_id,
+            amount_micros=lease.amount_micros,
+            balance_micros=lease.balance_micros,
+            use_until=lease.use_until,
+            expires_at=lease.expires_at,
+            prices=[
+                billing_pb2.UnitPrice(
+                    provider=provider,
+                    model=model,
+                    unit=unit_name,
+                    image_size=image_size,
+                    image_quality=image_quality,
+                    price_micros=price_micros,
+                    per_units=per_units,
+                )
+                for (
+                    provider,
+                    model,
+                    unit_name,
+                    image_size,
+                    image_quality,
+                    price_micros,
+                    per_units,
+                ) in prices.unit_prices(routes)
+            ],
+        )
+
+    async def CloseLease(
+        self, request: billing_pb2.CloseLeaseRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.CloseLeaseResponse:
+        user_id = _user(caller(context))
+        _text(request.lease_id, "lease_id", MAX_ID_CHARS)
+        if request.requests < 0:
+            raise InvalidArgument(
+                "requests must not be negative: the usage events published against the lease",
+                param="requests",
+            )
+        available = await leases.close_lease(
+            self._pool, user_id=user_id, lease_id=request.lease_id, requests=request.requests
+        )
+        return billing_pb2.CloseLeaseResponse(balance_micros=available)
 
     async def Release(
         self, request: billing_pb2.ReleaseRequest, context: grpc.aio.ServicerContext

@@ -1,4 +1,6 @@
-"""The hold sweeper: open holds past their expiry go back to their accounts (ledger kind expiry)."""
+"""The sweeper: open holds past their expiry go back to their accounts (ledger kind expiry), and
+so does the unspent rest of open or closing credit leases past theirs (ledger kind lease_return):
+a holder that died never closes its lease."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import logging
 import asyncpg
 
 from billing_svc import metrics
-from billing_svc.accounts import EXPIRY_PREFIX
+from billing_svc.accounts import EXPIRY_PREFIX, LEASE_RETURN_PREFIX
 from billing_svc.db import is_transient
 
 log = logging.getLogger(__name__)
@@ -59,8 +61,58 @@ async def expire_holds(pool: asyncpg.Pool, limit: int = 500) -> int:
     return expired
 
 
+_EXPIRE_LEASES = """
+WITH expired AS (
+    UPDATE billing.leases SET status = 'expired', returned_at = now()
+     WHERE lease_id = ANY($1::text[]) AND status IN ('open', 'closing') AND expires_at <= now()
+    RETURNING lease_id, user_id, backend_type, amount_micros - spent_micros AS unspent
+), recorded AS (
+    INSERT INTO billing.ledger (event_id, kind, user_id, amount_micros, lease_id, hold_micros,
+                                backend_type)
+    SELECT $2 || lease_id, 'lease_return', user_id, 0, lease_id, unspent, backend_type
+      FROM expired
+), returned AS (
+    UPDATE billing.accounts AS a
+       SET available_micros = a.available_micros + r.total, updated_at = now()
+      FROM (SELECT user_id, sum(unspent)::bigint AS total FROM expired GROUP BY user_id) AS r
+     WHERE a.user_id = r.user_id
+)
+SELECT count(*) FROM expired
+"""
+
+
+async def expire_leases(pool: asyncpg.Pool, limit: int = 500) -> int:
+    """Return the unspent rest of up to `limit` open or closing leases past their expiry; returns
+    how many were expired. A usage event of such a lease applied later is charged to the balance
+    (like one of an expired hold)."""
+    async with pool.acquire() as conn:
+        due = await conn.fetch(
+            "SELECT lease_id, user_id FROM billing.leases"
+            " WHERE status IN ('open', 'closing') AND expires_at <= now()"
+            " ORDER BY expires_at LIMIT $1",
+            limit,
+        )
+        if not due:
+            return 0
+        async with conn.transaction():
+            # Accounts first, in user_id order, then the leases: the lock order of billing-svc.
+            await conn.execute(
+                "SELECT 1 FROM billing.accounts WHERE user_id = ANY($1::text[])"
+                " ORDER BY user_id FOR UPDATE",
+                sorted({r["user_id"] for r in due}),
+            )
+            expired: int = await conn.fetchval(
+                _EXPIRE_LEASES, [r["lease_id"] for r in due], LEASE_RETURN_PREFIX
+            )
+    if expired:
+        metrics.LEASES_EXPIRED.inc(expired)
+        log.info("expired %d credit leases and returned their unspent credits", expired)
+    return expired
+
+
 class HoldSweeper:
-    """Runs expire_holds every `interval_s` until stopped; every replica may run one."""
+    """Runs expire_holds and expire_leases every `interval_s` until stopped; every replica may
+    run one."""
 
     def __init__(self, pool: asyncpg.Pool, interval_s: float, batch: int = 500) -> None:
         self._pool = pool
@@ -72,6 +124,9 @@ class HoldSweeper:
         while not self._stopping.is_set():
             try:
                 while await expire_holds(self._pool, self._batch) == self._batch:
+                    if self._stopping.is_set():
+                        return
+                while await expire_leases(self._pool, self._batch) == self._batch:
                     if self._stopping.is_set():
                         return
                 metrics.HOLD_SWEEPS.labels("ok").inc()
