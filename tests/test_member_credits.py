@@ -54,8 +54,15 @@ async def hold_for_one_request(platform: Platform, database_url: str) -> int:
 @pytest.fixture
 async def slow_platform(database_url: str, redis_url: str, redis_prefix: str):
     # Each answer takes ~1 s, so every request of a burst takes its hold before any settles.
+    # Per-request holds (TEXT_SVC_CREDIT_LEASE=false): the test counts worst cases held one by
+    # one against the balance, and reads the hold rows. Leases keep the same guarantee (no
+    # overspend under a burst) in tests/test_credit_leases.py.
     async with running_platform(
-        database_url, redis_url, redis_prefix, stand_in_knobs={"token_delay_s": 0.05}
+        database_url,
+        redis_url,
+        redis_prefix,
+        text={"credit_lease": False},
+        stand_in_knobs={"token_delay_s": 0.05},
     ) as p:
         yield p
 
@@ -139,8 +146,15 @@ async def test_a_completed_request_is_charged_exactly_once(
 async def test_a_client_that_drops_mid_stream_pays_for_what_was_generated(
     database_url: str, redis_url: str, redis_prefix: str
 ) -> None:
+    # A hold per request (TEXT_SVC_CREDIT_LEASE=false): the charge is compared with its hold.
+    # With a credit lease the same drop is charged for what was generated in
+    # tests/test_credit_leases.py.
     async with running_platform(
-        database_url, redis_url, redis_prefix, stand_in_knobs={"token_delay_s": 0.05}
+        database_url,
+        redis_url,
+        redis_prefix,
+        text={"credit_lease": False},
+        stand_in_knobs={"token_delay_s": 0.05},
     ) as platform:
         await platform.grant("carol", 1_000_000)
         async with httpx.AsyncClient(base_url=platform.gateway_url, timeout=30) as http:

@@ -56,9 +56,21 @@ async def put_text_config(platform: Platform, user: str, body: dict[str, Any]) -
     assert response.status_code == 200, response.text
 
 
+@pytest.fixture
+async def holding_platform(database_url: str, redis_url: str, redis_prefix: str):
+    # A hold per request (TEXT_SVC_CREDIT_LEASE=false): the test reads each request's hold.
+    # With a credit lease the same requests are charged six times in
+    # tests/test_credit_leases.py.
+    async with running_platform(
+        database_url, redis_url, redis_prefix, text={"credit_lease": False}
+    ) as p:
+        yield p
+
+
 async def test_one_request_id_six_times_is_charged_six_times(
-    platform: Platform, database_url: str
+    holding_platform: Platform, database_url: str
 ) -> None:
+    platform = holding_platform
     await platform.grant("alice", 1_000_000)
     client = platform.client("alice")
     completion_ids = []
@@ -142,12 +154,13 @@ async def test_an_id_a_byok_request_used_does_not_make_a_member_request_free(
 @pytest.fixture
 async def outage_platform(database_url: str, redis_url: str, redis_prefix: str):
     # No retries: the primary's one failure is the outage; prices read on every Reserve, so an
-    # operator's price change applies at once.
+    # operator's price change applies at once. A hold per request (TEXT_SVC_CREDIT_LEASE=false):
+    # the tests read the hold rows; tests/test_credit_leases.py holds a lease to the same.
     async with running_platform(
         database_url,
         redis_url,
         redis_prefix,
-        text={"max_retries": 0},
+        text={"max_retries": 0, "credit_lease": False},
         billing={"price_cache_s": 0},
     ) as p:
         yield p

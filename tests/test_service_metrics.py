@@ -80,7 +80,9 @@ async def test_every_service_exposes_its_calls_and_no_user_id_or_key(
 
     served = {
         "SETTINGS_SVC": ("settings.v1.SettingsService", "ResolveConfig"),
-        "BILLING_SVC": ("billing.v1.BillingService", "Reserve"),
+        # The member request opened its user's credit lease (text-svc's default) instead of
+        # a Reserve.
+        "BILLING_SVC": ("billing.v1.BillingService", "OpenLease"),
         "TEXT_SVC": ("text.v1.TextService", "Generate"),
     }
     for service, port in ports.items():
@@ -104,8 +106,8 @@ async def test_every_service_exposes_its_calls_and_no_user_id_or_key(
     # text-svc's calls to settings-svc and billing-svc, by method and status.
     resolve = {"grpc_service": "settings.v1.SettingsService", "grpc_method": "ResolveConfig"}
     assert count(samples, "grpc_client_handled_total", **resolve, grpc_code="OK") >= 1
-    reserve = {"grpc_service": "billing.v1.BillingService", "grpc_method": "Reserve"}
-    assert count(samples, "grpc_client_handled_total", **reserve, grpc_code="OK") >= 1
+    open_lease = {"grpc_service": "billing.v1.BillingService", "grpc_method": "OpenLease"}
+    assert count(samples, "grpc_client_handled_total", **open_lease, grpc_code="OK") >= 1
     # The provider, per model; the settings cache (the second BYOK request was a hit).
     attempts = {"provider": "openai", "model": "gpt-4o", "outcome": "ok"}
     assert count(samples, "provider_attempt_seconds_count", **attempts) >= 2

@@ -45,5 +45,6 @@ async def test_one_trace_spans_every_hop(
     names = {s.name for s in in_trace}
     assert {
         "/settings.v1.SettingsService/ResolveConfig",
-        "/billing.v1.BillingService/Reserve",
+        # The user's first member request opens their credit lease (text-svc's default).
+        "/billing.v1.BillingService/OpenLease",
     } <= names

@@ -49,3 +49,7 @@ class Settings(ModelServiceSettings):
     models: CommaList = Field(default_factory=list)
     # "provider:model" or "model": tried once when the primary fails before any output.
     fallback: str = ""
+
+    # Member requests debit a credit lease billing-svc set aside for this process (one per user
+    # and routes) instead of a Reserve hop each; false: a hold per request.
+    credit_lease: bool = True
