@@ -47,7 +47,7 @@ def _user(who: Caller) -> str:
     return _text(who.require_user(), "x-user-id", MAX_ID_CHARS)
 
 
-def _backend_type(value: int) -> str:
+def _backend_type(value: common_pb2.BackendType.ValueType) -> str:
     backend_type = BACKEND_TYPE_NAMES.get(value)
     if backend_type is None:
         raise InvalidArgument("backend_type is required", param="backend_type")
