@@ -39,7 +39,9 @@ async def _fetch(database_url: str, query: str, *args: object) -> list[asyncpg.R
 async def test_a_billing_svc_killed_mid_burst_is_restarted_and_every_answer_charged_once(
     make_run: DevStack,
 ) -> None:
-    make_run.start()
+    # text-svc closes a credit lease one second after its last request, so the balance below
+    # is read with every lease returned.
+    make_run.start(TEXT_SVC_LEASE_IDLE_S="1")
     await make_run.wait_ready()
     user = "alice"
     client = openai.AsyncOpenAI(
@@ -62,7 +64,7 @@ async def test_a_billing_svc_killed_mid_burst_is_restarted_and_every_answer_char
     requests, kill_after = 30, 10
     answered = 0
     failures: list[str] = []
-    held_when_killed: list[int] = []
+    set_aside_when_killed: list[int] = []
     slots = asyncio.Semaphore(6)
 
     async def one_request() -> None:
@@ -77,25 +79,27 @@ async def test_a_billing_svc_killed_mid_burst_is_restarted_and_every_answer_char
                 return
             answered += 1
             if answered == kill_after:
-                # Kill while a request holds credits (the requests started in the slots just
-                # freed take their holds within milliseconds), so one is caught mid-flight.
-                async def open_holds() -> int:
+                # Kill while credits are set aside for requests in flight: a hold each, or the
+                # user's credit lease (text-svc's default) that they are debited from.
+                async def set_aside() -> int:
                     rows = await _fetch(
                         make_run.database_url,
-                        "SELECT count(*) AS n FROM billing.holds WHERE user_id = $1"
-                        " AND status = 'open'",
+                        "SELECT (SELECT count(*) FROM billing.holds WHERE user_id = $1"
+                        "        AND status = 'open')"
+                        "     + (SELECT count(*) FROM billing.leases WHERE user_id = $1"
+                        "        AND status = 'open') AS n",
                         user,
                     )
                     return int(rows[0]["n"])
 
-                held_when_killed.append(
-                    await eventually(open_holds, within_s=10.0, what="a request holding credits")
+                set_aside_when_killed.append(
+                    await eventually(set_aside, within_s=10.0, what="credits set aside")
                 )
                 os.kill(billing_pid, signal.SIGKILL)
 
     await asyncio.gather(*(one_request() for _ in range(requests)))
     await client.close()
-    assert held_when_killed and held_when_killed[0] > 0, "no request was in flight at the kill"
+    assert set_aside_when_killed and set_aside_when_killed[0] > 0, "nothing set aside at the kill"
     assert answered > kill_after, failures
 
     async def charged_for_every_answer() -> bool:
@@ -145,6 +149,27 @@ async def test_a_billing_svc_killed_mid_burst_is_restarted_and_every_answer_char
     # A request that failed while billing-svc was down may have left a hold that expires later.
     assert balance["balance_micros"] + balance["held_micros"] == STARTING_BALANCE_MICROS - spent
     assert "billing-svc killed by SIGKILL; restarting it" in make_run.log()
+
+    # Every credit lease comes back: text-svc closes them once idle (retrying while billing-svc
+    # was down) and billing-svc returns what they did not spend, exactly.
+    async def leases_returned() -> bool:
+        rows = await _fetch(
+            make_run.database_url,
+            "SELECT count(*) FILTER (WHERE status IN ('open', 'closing')) AS open,"
+            "       count(*) AS opened FROM billing.leases WHERE user_id = $1",
+            user,
+        )
+        return bool(rows[0]["opened"] > 0 and rows[0]["open"] == 0)
+
+    await eventually(leases_returned, within_s=20.0, what="the credit leases returned")
+    [account] = await _fetch(
+        make_run.database_url,
+        "SELECT available_micros, (SELECT coalesce(sum(amount_micros), 0) FROM billing.holds"
+        "  WHERE user_id = $1 AND status = 'open') AS held"
+        " FROM billing.accounts WHERE user_id = $1",
+        user,
+    )
+    assert account["available_micros"] + account["held"] == STARTING_BALANCE_MICROS - spent
 
 
 def _demo_port(stack: DevStack, provider: str) -> int:

@@ -30,6 +30,9 @@ MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "count
 USERS = [f"replica-user-{n}" for n in range(6)]
 REQUESTS, CONCURRENCY, KILL_AFTER = 60, 8, 20
 HOLD_TTL_S = 6
+# Credit leases (text-svc's default) are used for this long and swept HOLD_TTL_S later when
+# their holder died; the survivors close theirs after LEASE_IDLE_S without a request.
+LEASE_USE_S, LEASE_IDLE_S = 3, 1
 MODULES = {
     "text_svc": "text.v1.TextService",
     "billing_svc": "billing.v1.BillingService",
@@ -108,9 +111,12 @@ async def test_two_replicas_of_each_service_share_the_load_and_a_sigkill_changes
 ) -> None:
     make_run.start(
         REPLICAS="2",
-        # Holds of requests cut by a kill expire (and are swept) within seconds, not minutes.
+        # Holds of requests cut by a kill, and the killed text-svc's credit leases, expire (and
+        # are swept) within seconds, not minutes.
         BILLING_SVC_HOLD_TTL_S=str(HOLD_TTL_S),
+        BILLING_SVC_LEASE_USE_S=str(LEASE_USE_S),
         BILLING_SVC_SWEEP_INTERVAL_S="1",
+        TEXT_SVC_LEASE_IDLE_S=str(LEASE_IDLE_S),
     )
     await make_run.wait_ready()
     text_pids = make_run.replica_pids("text_svc")
@@ -164,20 +170,31 @@ async def test_two_replicas_of_each_service_share_the_load_and_a_sigkill_changes
         await client.close()
     assert len(answered) > KILL_AFTER + len(failures), failures
 
-    # Settled: every answer charged, and no hold open (holds of cut requests swept at expiry).
+    # Settled: every answer charged, and no hold or lease open (holds of cut requests and the
+    # killed text-svc's leases swept at expiry, the survivors' leases closed when idle).
     async def settled() -> bool:
         rows = await _fetch(
             make_run.database_url,
             "SELECT (SELECT count(*) FROM billing.holds WHERE user_id = ANY($1)"
             "        AND status = 'open') AS open_holds,"
+            "       (SELECT count(*) FROM billing.leases WHERE user_id = ANY($1)"
+            "        AND status IN ('open', 'closing')) AS open_leases,"
             "       (SELECT count(*) FROM billing.ledger WHERE event_id = ANY($2)"
             "        AND kind = 'charge') AS charged",
             USERS,
             list(answered),
         )
-        return bool(rows[0]["open_holds"] == 0 and rows[0]["charged"] == len(answered))
+        return bool(
+            rows[0]["open_holds"] == 0
+            and rows[0]["open_leases"] == 0
+            and rows[0]["charged"] == len(answered)
+        )
 
-    await eventually(settled, within_s=HOLD_TTL_S + 25, what="every answer charged, holds closed")
+    await eventually(
+        settled,
+        within_s=LEASE_USE_S + HOLD_TTL_S + 25,
+        what="every answer charged, holds and leases closed",
+    )
 
     charges = await _fetch(
         make_run.database_url,
@@ -208,6 +225,13 @@ async def test_two_replicas_of_each_service_share_the_load_and_a_sigkill_changes
         USERS,
     )
     assert {row["user_id"] for row in sums} == set(USERS)
+    # The requests spent credit leases (text-svc's default), all of them closed or swept now.
+    [leased] = await _fetch(
+        make_run.database_url,
+        "SELECT count(*) AS n FROM billing.leases WHERE user_id = ANY($1)",
+        USERS,
+    )
+    assert leased["n"] > 0
     for row in sums:
         assert row["granted"] > 0 and row["charged"] < 0, dict(row)
         assert row["available_micros"] == row["granted"] + row["charged"], dict(row)
