@@ -14,15 +14,18 @@ from typing import Any
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from pydantic_settings import SettingsConfigDict
 
 from billing_svc.environment import Settings as BillingSettings
 from billing_svc.server import BillingServer, create_server
 from grpc_stubs.billing.v1 import billing_pb2
 from grpc_stubs.common.v1 import common_pb2
 from svc_common.auth import Caller, mint_service_token, outgoing_metadata
+from svc_common.environment import ModelServiceSettings
 from svc_common.errors import FailedPrecondition
 from svc_common.holds import HoldClient, Route
 from svc_common.leases import Debit, LeaseBook
+from svc_common.metering import Metering
 from svc_common.metrics import REGISTRY
 from svc_common.prices import Units
 from svc_common.usage_events import UsageEvent, now_ms, publish
@@ -354,3 +357,18 @@ async def test_no_request_starts_on_a_lease_near_its_use_until(world: World) -> 
 
     await eventually(first_returned, what="the first lease returned")
     await world.assert_invariant("dave")
+
+
+def test_a_service_whose_events_do_not_name_the_lease_refuses_credit_lease() -> None:
+    class Settings(ModelServiceSettings):
+        model_config = SettingsConfigDict(env_prefix="IMAGE_SVC_", extra="ignore")
+
+    settings = Settings(
+        environment="test",
+        billing_target="127.0.0.1:1",
+        service_token=mint_service_token(SECRET, "image-svc"),
+        credit_lease=True,
+    )
+    # Its events would be charged beside the lease while their worst cases stayed debited on it.
+    with pytest.raises(RuntimeError, match="IMAGE_SVC_CREDIT_LEASE"):
+        Metering(settings, None, "image")

@@ -58,16 +58,16 @@ class Metering:
         if settings.billing_target:
             if settings.service_token is None:
                 raise RuntimeError(f"{prefix}SERVICE_TOKEN is required to call billing-svc")
+            if settings.credit_lease and not self.leases_supported:
+                raise RuntimeError(
+                    f"{prefix}CREDIT_LEASE: {backend_type} requests take a hold each; unset it"
+                )
             self._holds = HoldClient(
                 settings.billing_target,
                 settings.service_token.get_secret_value(),
                 settings.internal_call_timeout_s,
             )
             if settings.credit_lease:
-                if not self.leases_supported:
-                    raise RuntimeError(
-                        f"{prefix}CREDIT_LEASE: {backend_type} requests take a hold each; unset it"
-                    )
                 self._leases = LeaseBook(
                     self._holds.billing,
                     settings.service_token.get_secret_value(),
