@@ -186,7 +186,7 @@ async def world(
             await book.aclose()
         await world.client.aclose()
         await db.close()
-        await server.stop(5)
+        await world.server.stop(5)  # the one running (a test may have replaced it)
         await redis_client.delete(settings.usage_stream, settings.dead_letter_stream)
 
 
@@ -372,3 +372,42 @@ def test_a_service_whose_events_do_not_name_the_lease_refuses_credit_lease() -> 
     # Its events would be charged beside the lease while their worst cases stayed debited on it.
     with pytest.raises(RuntimeError, match="IMAGE_SVC_CREDIT_LEASE"):
         Metering(settings, None, "image")
+
+
+async def test_a_close_that_billing_svc_missed_is_made_again_once_it_is_back(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    await world.grant("erin", 1_000_000)
+    book = world.book(idle_s=0.2)
+    erin = who("erin")
+    debit = await book.take(erin, [MINI], WORST, 5.0)
+    assert debit is not None
+    await world.finish(book, erin, debit)
+
+    async def charged() -> bool:
+        [row] = await world.leases("erin")
+        return bool(row["events"] == 1)
+
+    await eventually(charged, what="the request charged against the lease")
+    port = world.server.port
+    await world.server.stop(5)
+
+    async def close_refused() -> bool:
+        return "not closed (UNAVAILABLE); trying again" in caplog.text
+
+    await eventually(close_refused, what="a close that billing-svc did not answer")
+    [row] = await world.leases("erin")
+    assert row["status"] == "open"
+
+    # billing-svc back on the same address (as a restarted replica is).
+    world.server = create_server(world.settings.model_copy(update={"listen": f"127.0.0.1:{port}"}))
+    await world.server.start()
+
+    async def returned() -> asyncpg.Record | None:
+        [row] = await world.leases("erin")
+        return row if row["status"] == "returned" else None
+
+    row = await eventually(returned, what="the lease closed once billing-svc was back")
+    assert (row["expected_events"], row["spent_micros"]) == (1, COST)
+    assert await world.available("erin") == 1_000_000 - COST
+    await world.assert_invariant("erin")

@@ -267,7 +267,12 @@ class LeaseBook:
     async def _close_due_leases(self) -> None:
         while True:
             await asyncio.sleep(CLOSE_EVERY_S)
-            await self._close(self._due(time.monotonic()))
+            try:
+                await self._close(self._due(time.monotonic()))
+            except Exception:
+                # Never the end of closing: a lease left open costs the user its credits until
+                # it expires.
+                log.exception("closing credit leases failed; trying again")
 
     def _due(self, now: float) -> list[_Lease]:
         """The leases to close now (taken out of use here, with no await before the check)."""
@@ -313,6 +318,9 @@ class LeaseBook:
             log.warning(
                 "credit lease %s not closed (%s); trying again", lease.lease_id, err.code().name
             )
+            return False
+        except Exception:
+            log.exception("credit lease %s not closed; trying again", lease.lease_id)
             return False
         return True
 
