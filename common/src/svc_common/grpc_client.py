@@ -75,45 +75,73 @@ SERVICE_CONFIG = json.dumps(
 # subchannel leaves the round-robin.
 KEEPALIVE_TIME_MS = 20_000
 KEEPALIVE_TIMEOUT_MS = 10_000
+# Servers ping their callers too (a caller that vanished frees its streams), less often.
+SERVER_KEEPALIVE_TIME_MS = 30_000
 # The longest a model stream may take (GATEWAY_UPSTREAM_DEADLINE_S = 120 s) plus margin: a server
 # closing an old connection lets calls on it finish for this long.
 CONNECTION_AGE_GRACE_MS = 150_000
 
-CHANNEL_OPTIONS = [
-    ("grpc.service_config", SERVICE_CONFIG),
-    # Also keeps transparent retries on (calls that never reached the server).
-    ("grpc.enable_retries", 1),
-    ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
-    ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-    # A replaced pod's address is tried again quickly, and never waited for more than 5 s.
-    ("grpc.initial_reconnect_backoff_ms", 250),
-    ("grpc.min_reconnect_backoff_ms", 250),
-    ("grpc.max_reconnect_backoff_ms", 5_000),
-    # DNS is asked again at most this often (a failing connection asks at once otherwise).
-    ("grpc.dns_min_time_between_resolutions_ms", 5_000),
-    ("grpc.max_receive_message_length", 32 * 1024 * 1024),
-    ("grpc.max_send_message_length", 32 * 1024 * 1024),
-]
+Option = tuple[str, str | int]
 
-# What every server sets (svc_common.grpc_server), kept here beside what the channels send.
-SERVER_OPTIONS = [
-    ("grpc.max_receive_message_length", 32 * 1024 * 1024),
-    ("grpc.max_send_message_length", 32 * 1024 * 1024),
-    ("grpc.keepalive_time_ms", 30_000),
-    # Accept the channels' pings (every KEEPALIVE_TIME_MS, with or without calls): by default a
-    # server answers pings more often than every 5 minutes without data with GOAWAY.
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", KEEPALIVE_TIME_MS // 2),
-    ("grpc.http2.max_pings_without_data", 0),
-    # Every connection is closed after about 5 minutes (calls on it get CONNECTION_AGE_GRACE_MS
-    # to finish; the client reconnects at once): clients re-resolve, so replicas added by a
-    # scale-up receive calls from callers that were already connected.
-    ("grpc.max_connection_age_ms", 300_000),
-    ("grpc.max_connection_age_grace_ms", CONNECTION_AGE_GRACE_MS),
-    ("grpc.so_reuseport", 0),
-]
+
+def channel_options(
+    keepalive_time_ms: int = KEEPALIVE_TIME_MS, keepalive_timeout_ms: int = KEEPALIVE_TIMEOUT_MS
+) -> list[Option]:
+    """Every channel's options (CHANNEL_OPTIONS); the keepalive timings are parameters only so
+    that a test can run the same options scaled down."""
+    return [
+        ("grpc.service_config", SERVICE_CONFIG),
+        # Also keeps transparent retries on (calls that never reached the server).
+        ("grpc.enable_retries", 1),
+        ("grpc.keepalive_time_ms", keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        # A replaced pod's address is tried again quickly, and never waited for more than 5 s.
+        ("grpc.initial_reconnect_backoff_ms", 250),
+        ("grpc.min_reconnect_backoff_ms", 250),
+        ("grpc.max_reconnect_backoff_ms", 5_000),
+        # DNS is asked again at most this often (a failing connection asks at once otherwise).
+        ("grpc.dns_min_time_between_resolutions_ms", 5_000),
+        ("grpc.max_receive_message_length", 32 * 1024 * 1024),
+        ("grpc.max_send_message_length", 32 * 1024 * 1024),
+    ]
+
+
+def server_options(
+    channel_keepalive_time_ms: int = KEEPALIVE_TIME_MS,
+    keepalive_time_ms: int = SERVER_KEEPALIVE_TIME_MS,
+) -> list[Option]:
+    """What every server sets (SERVER_OPTIONS), given the keepalive of the channels that call it
+    (parameters for the same reason as channel_options')."""
+    return [
+        ("grpc.max_receive_message_length", 32 * 1024 * 1024),
+        ("grpc.max_send_message_length", 32 * 1024 * 1024),
+        ("grpc.keepalive_time_ms", keepalive_time_ms),
+        # Accept the channels' pings (every channel_keepalive_time_ms, with or without calls).
+        # A server counts a strike for each ping that comes sooner than the minimum interval
+        # after the previous one while it sent no data, and answers the third strike with
+        # GOAWAY ENHANCE_YOUR_CALM "too_many_pings": the connection closes, streams on it fail,
+        # the caller reconnects. gRPC's minimum is 5 minutes by default, and 2 hours on a
+        # connection without calls unless permit_without_calls. The key must be gRPC's exact
+        # name (GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS): a misspelt key is
+        # ignored without a word, as "grpc.http2.min_recv_ping_interval_without_data_ms" was,
+        # and every connection idle for a minute or more was closed by the default.
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", channel_keepalive_time_ms // 2),
+        ("grpc.http2.max_pings_without_data", 0),
+        # Every connection is closed after about 5 minutes (calls on it get CONNECTION_AGE_GRACE_MS
+        # to finish; the client reconnects at once): clients re-resolve, so replicas added by a
+        # scale-up receive calls from callers that were already connected.
+        ("grpc.max_connection_age_ms", 300_000),
+        ("grpc.max_connection_age_grace_ms", CONNECTION_AGE_GRACE_MS),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+CHANNEL_OPTIONS = channel_options()
+# Kept here beside what the channels send (svc_common.grpc_server uses them).
+SERVER_OPTIONS = server_options()
 
 
 def channel(target: str) -> grpc.aio.Channel:
