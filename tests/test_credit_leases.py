@@ -7,10 +7,13 @@ text-svc dies holding it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import signal
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -24,12 +27,12 @@ from waiting import eventually
 from grpc_stubs.text.v1 import text_pb2, text_pb2_grpc
 from svc_common.auth import mint_service_token, outgoing_metadata
 from svc_common.errors import INSUFFICIENT_CREDITS, from_rpc_error
-from text_svc.server import create_server as create_text
 
 MESSAGES = [{"role": "user", "content": "count for me"}]
 LEASE_REQUESTS = 16  # billing-svc's default BILLING_SVC_LEASE_REQUESTS
 # A lease no request took from for half a second is closed, so tests see it returned soon.
 FAST_CLOSE = {"lease_idle_s": 0.5}
+FAST_CLOSE_ENV = {name: str(value) for name, value in FAST_CLOSE.items()}
 
 
 async def query(database_url: str, sql: str, *args: object) -> list[asyncpg.Record]:
@@ -97,6 +100,55 @@ async def put_text_config(platform: Platform, user: str, body: dict[str, Any]) -
     async with httpx.AsyncClient(base_url=platform.gateway_url) as http:
         response = await http.put("/api/settings/llm/text", json=body, headers=platform.auth(user))
     assert response.status_code == 200, response.text
+
+
+@contextlib.asynccontextmanager
+async def text_svc_process(
+    platform: Platform, log_path: Path, **settings: str
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+    """`python -m text_svc` on the platform's services (its log in `log_path`), with
+    `settings` as TEXT_SVC_<NAME>; yields the process and its port, stopped with SIGTERM."""
+    text = platform.text_settings
+    assert text.service_token is not None and text.redis_url is not None
+    env = {
+        **os.environ,
+        "TEXT_SVC_ENVIRONMENT": "test",
+        "TEXT_SVC_LISTEN": "127.0.0.1:0",
+        "TEXT_SVC_SERVICE_TOKEN_SECRET": platform.service_secret,
+        "TEXT_SVC_SERVICE_TOKEN": text.service_token.get_secret_value(),
+        "TEXT_SVC_SETTINGS_TARGET": text.settings_target,
+        "TEXT_SVC_BILLING_TARGET": text.billing_target,
+        "TEXT_SVC_REDIS_URL": text.redis_url.get_secret_value(),
+        "TEXT_SVC_USAGE_STREAM": text.usage_stream,
+        "TEXT_SVC_SETTINGS_CHANGED_CHANNEL": text.settings_changed_channel,
+        "TEXT_SVC_OPENAI_BASE_URL": text.openai_base_url,
+        "TEXT_SVC_OPENAI_API_KEY": PLATFORM_OPENAI_KEY,
+        "TEXT_SVC_ANTHROPIC_BASE_URL": text.anthropic_base_url,
+        "TEXT_SVC_ANTHROPIC_API_KEY": PLATFORM_ANTHROPIC_KEY,
+        "TEXT_SVC_ALLOWED_BASE_URL_HOSTS": "127.0.0.1",
+        **{f"TEXT_SVC_{name.upper()}": value for name, value in settings.items()},
+    }
+    with log_path.open("wb") as log:  # a file, not a pipe nobody reads: it never fills up
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "text_svc", env=env, stderr=log
+        )
+    try:
+
+        async def ready_port() -> int | None:
+            output = await asyncio.to_thread(log_path.read_text, errors="replace")
+            assert process.returncode is None, f"text-svc exited: {output}"
+            match = re.search(r"text-svc ready on port (\d+)", output)
+            return int(match.group(1)) if match else None
+
+        yield process, await eventually(ready_port, within_s=30, what="text-svc ready")
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)  # a graceful stop closes its leases
+            try:
+                await asyncio.wait_for(process.wait(), 20)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
 
 
 def gpt_cost(usage: Any, input_price: int, output_price: int) -> int:
@@ -180,7 +232,7 @@ async def slow_platform(
 
 
 async def test_two_text_svc_processes_under_a_burst_never_overspend(
-    slow_platform: Platform, database_url: str
+    slow_platform: Platform, database_url: str, tmp_path: Path
 ) -> None:
     platform = slow_platform
     worst = await worst_case_of(
@@ -189,9 +241,6 @@ async def test_two_text_svc_processes_under_a_burst_never_overspend(
     platform.openai.reset()
     # Ten worst cases: far fewer than the burst's requests, so some must be refused.
     await platform.grant("alice", 10 * worst)
-    # A second text-svc beside the platform's, each with its own leases of alice's credits.
-    second = create_text(platform.text_settings)
-    await second.start()
     metadata = outgoing_metadata(
         mint_service_token(platform.service_secret, "gateway"), user_id="alice", is_member=True
     )
@@ -214,10 +263,15 @@ async def test_two_text_svc_processes_under_a_burst_never_overspend(
             return
         answered.append(reply.id)
 
-    try:
+    # A second text-svc process beside the platform's, each with its own leases of alice's
+    # credits.
+    async with text_svc_process(platform, tmp_path / "text-svc.log", **FAST_CLOSE_ENV) as (
+        _,
+        second_port,
+    ):
         async with (
             grpc.aio.insecure_channel(f"127.0.0.1:{platform.text_port}") as first_channel,
-            grpc.aio.insecure_channel(f"127.0.0.1:{second.port}") as second_channel,
+            grpc.aio.insecure_channel(f"127.0.0.1:{second_port}") as second_channel,
         ):
             stubs = [
                 text_pb2_grpc.TextServiceStub(first_channel),
@@ -229,8 +283,6 @@ async def test_two_text_svc_processes_under_a_burst_never_overspend(
         # Nothing called without its worst case set aside first.
         assert platform.openai.stats["requests"] == len(answered)
         await assert_invariant(database_url, "alice")
-    finally:
-        await second.stop(5)  # closes its leases
 
     await eventually(lambda: settled(database_url, "alice"), what="every lease returned")
     rows = await charges(database_url, "alice")
@@ -412,39 +464,10 @@ async def short_lease_platform(
 
 
 async def test_a_text_svc_killed_holding_a_lease_loses_no_charge_and_the_rest_comes_back(
-    short_lease_platform: Platform, database_url: str
+    short_lease_platform: Platform, database_url: str, tmp_path: Path
 ) -> None:
     platform = short_lease_platform
-    settings = platform.text_settings
-    assert settings.service_token is not None
-    env = {
-        **os.environ,
-        "TEXT_SVC_ENVIRONMENT": "test",
-        "TEXT_SVC_LISTEN": "127.0.0.1:0",
-        "TEXT_SVC_SERVICE_TOKEN_SECRET": platform.service_secret,
-        "TEXT_SVC_SERVICE_TOKEN": settings.service_token.get_secret_value(),
-        "TEXT_SVC_SETTINGS_TARGET": settings.settings_target,
-        "TEXT_SVC_BILLING_TARGET": settings.billing_target,
-        "TEXT_SVC_REDIS_URL": settings.redis_url.get_secret_value() if settings.redis_url else "",
-        "TEXT_SVC_USAGE_STREAM": settings.usage_stream,
-        "TEXT_SVC_SETTINGS_CHANGED_CHANNEL": settings.settings_changed_channel,
-        "TEXT_SVC_OPENAI_BASE_URL": settings.openai_base_url,
-        "TEXT_SVC_OPENAI_API_KEY": PLATFORM_OPENAI_KEY,
-        "TEXT_SVC_ANTHROPIC_BASE_URL": settings.anthropic_base_url,
-        "TEXT_SVC_ANTHROPIC_API_KEY": PLATFORM_ANTHROPIC_KEY,
-        "TEXT_SVC_ALLOWED_BASE_URL_HOSTS": "127.0.0.1",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "text_svc", env=env, stderr=asyncio.subprocess.PIPE
-    )
-    assert process.stderr is not None
-    try:
-        port = None
-        while port is None:
-            line = (await asyncio.wait_for(process.stderr.readline(), 20)).decode()
-            assert line, "text-svc exited before it was ready"
-            if match := re.search(r"text-svc ready on port (\d+)", line):
-                port = int(match.group(1))
+    async with text_svc_process(platform, tmp_path / "text-svc.log") as (process, port):
         await platform.grant("dave", 1_000_000)
         metadata = outgoing_metadata(
             mint_service_token(platform.service_secret, "gateway"), user_id="dave", is_member=True
@@ -490,10 +513,6 @@ async def test_a_text_svc_killed_holding_a_lease_loses_no_charge_and_the_rest_co
         assert len(answered) == 6 and cut == 6
         open_at_kill = [r for r in await leases(database_url, "dave") if r["status"] == "open"]
         assert open_at_kill, "no lease was open when text-svc died"
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
     # The sweeper returns what the dead holder's leases did not spend.
     await eventually(lambda: settled(database_url, "dave"), within_s=20, what="leases swept")
