@@ -338,3 +338,30 @@ async def _acked(billing: Billing, entry_id: str) -> bool:
 
 def _key(entry_id: str) -> tuple[int, ...]:
     return tuple(int(part) for part in entry_id.split("-"))
+
+
+@pytest.mark.parametrize("settings_overrides", [{"batch_linger_s": 0.5}])
+async def test_events_that_arrive_while_the_consumer_lingers_are_applied_together(
+    billing: Billing,
+) -> None:
+    """batch_linger_s: after a small batch the consumer lets events gather, so under load one
+    transaction applies many. The first event is applied as soon as it is read."""
+    alice = user()
+    await billing.grant(alice, 1_000_000)
+    await billing.publish(usage_event(alice, event_id="linger-first"))
+    await billing.wait_applied(alice, 1)
+    # Published one by one while the consumer lingers: without the linger, the consumer blocked
+    # in XREADGROUP would read (and commit) each on its own.
+    for name in ("b", "c", "d"):
+        await billing.publish(usage_event(alice, event_id=f"linger-{name}"))
+    await billing.wait_applied(alice, 4)
+
+    rows = await billing.pool.fetch(
+        "SELECT event_id, created_at FROM billing.ledger WHERE user_id = $1 AND kind = 'charge'",
+        alice,
+    )
+    committed_at = {r["event_id"]: r["created_at"] for r in rows}
+    # now() is the transaction's start: one value means one transaction.
+    assert len({committed_at[f"linger-{name}"] for name in ("b", "c", "d")}) == 1
+    assert committed_at["linger-first"] != committed_at["linger-b"]
+    await billing.assert_consistent(alice)

@@ -39,6 +39,9 @@ class Settings(DataServiceSettings):
     # Deliveries (reads, re-reads and claims) after which an entry goes to the dead-letter stream.
     max_deliveries: int = Field(default=5, ge=1)
     batch_size: int = Field(default=500, ge=1)
+    # After a batch smaller than batch_size, wait this long before reading again: fewer, larger
+    # transactions under load, at the price of a charge reaching the balance this much later.
+    batch_linger_s: float = Field(default=0.01, ge=0, le=1.0)
     block_ms: int = Field(default=1_000, ge=1)
     trim_interval_s: float = Field(default=60.0, gt=0)
     # How often the consumer reports the group's lag, pending entries and dead letters.
