@@ -29,6 +29,7 @@ import os
 import platform as host
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import asdict
@@ -60,15 +61,16 @@ STREAM_BODY = {**BODY, "stream": True, "stream_options": {"include_usage": True}
 
 def load(job: Job) -> dict:
     """Run one load job in the load-generator process."""
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.load"],
-        input=json.dumps(asdict(job)),
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-    )
-    result = json.loads(out.stdout)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        subprocess.run(
+            [sys.executable, "-m", "bench.load", str(out)],
+            input=json.dumps(asdict(job)),
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+        result = json.loads(out.read_text())
     if result["errors"]:
         raise SystemExit(f"{result['errors']} errors against {job.url}: {result['error_sample']}")
     return result

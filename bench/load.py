@@ -1,17 +1,18 @@
 """A small HTTP load generator: fixed concurrency, keep-alive connections, per-request timings.
 
-Runs in its own process (`python -m bench.load` reads a JSON job on stdin, prints JSON results) so
-that its CPU use is the same for the direct and the proxied runs it is compared across.
+Runs in its own process (`python -m bench.load FILE` reads a JSON job on stdin and writes the
+results to FILE as JSON) so that its CPU use is the same for the direct and the proxied runs it is
+compared across.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import uvloop
@@ -88,11 +89,9 @@ async def run(job: Job) -> Result:
 def main() -> None:
     job = Job(**json.loads(sys.stdin.read()))
     result = uvloop.run(run(job))
-    # The event loop may leave stdout non-blocking: a large result written to a slow reader's
-    # pipe would then be cut at the pipe's size.
-    os.set_blocking(sys.stdout.fileno(), True)
-    sys.stdout.write(json.dumps(result.__dict__))
-    sys.stdout.flush()
+    # Into the file the caller names, not stdout: a result of a few hundred kB through a pipe
+    # the event loop left non-blocking arrived cut short.
+    Path(sys.argv[1]).write_text(json.dumps(result.__dict__))
 
 
 if __name__ == "__main__":

@@ -49,10 +49,12 @@ async def _postgres_pids(database_url: str, database: str) -> list[int]:
             database,
         )
         own = await conn.fetchval("SELECT pg_backend_pid()")
+        # While our backend lives: once the connection is closed it may be gone, and a
+        # postmaster missed at the start and found at the end counted all its lifetime's CPU.
+        postmaster = parent_pid(own)
     finally:
         await conn.close()
     pids = [r["pid"] for r in rows]
-    postmaster = parent_pid(own)
     if postmaster is not None and postmaster > 1:
         pids.append(postmaster)
     return pids
@@ -120,6 +122,8 @@ class Meter:
             for pid in group.pids:
                 value = cpu_seconds(pid)
                 if value is not None:
+                    # A process first seen now was born during the measurement (a new backend):
+                    # all its CPU is the measurement's.
                     total += value - self.before.get(pid, 0.0)
             reading.per_group[group.name] = total
         return reading
