@@ -227,6 +227,10 @@ class ModelServiceSettings(ServiceSettings):
     # SecretStr: a URL may carry a password (as the database URLs).
     redis_url: SecretStr | None = None
     usage_stream: str = STREAM
+    # After a request's usage event is queued, wait this long for others before sending: one
+    # pipelined round trip then carries many events under load. The event reaches billing at
+    # most this much later; nobody waits on it (the hold or lease was taken before the call).
+    usage_publish_linger_s: float = Field(default=0.005, ge=0, le=1.0)
     settings_changed_channel: str = CHANNEL
     config_cache_ttl_s: float = Field(default=30.0, ge=0)
     # Deadline for calls to settings-svc and billing-svc.

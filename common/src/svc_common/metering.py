@@ -50,7 +50,9 @@ class Metering:
     ) -> None:
         """`holder` names this process on its credit leases, for operators (host and pid)."""
         self.backend_type = backend_type
-        self._usage = UsagePublisher(redis, settings.usage_stream)
+        self._usage = UsagePublisher(
+            redis, settings.usage_stream, linger_s=settings.usage_publish_linger_s
+        )
         self._publishes = redis is not None
         self._holds: HoldClient | None = None
         self._leases: LeaseBook | None = None

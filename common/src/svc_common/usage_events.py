@@ -136,9 +136,12 @@ class UsagePublisher:
     Without Redis (development) events are dropped: the service says so when it starts.
     """
 
-    def __init__(self, redis: aioredis.Redis | None, stream: str = STREAM) -> None:
+    def __init__(
+        self, redis: aioredis.Redis | None, stream: str = STREAM, *, linger_s: float = 0.0
+    ) -> None:
         self._redis = redis
         self._stream = stream
+        self._linger_s = linger_s
         self._queue: list[UsageEvent] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -158,9 +161,13 @@ class UsagePublisher:
         failures = 0
         while True:
             await self._wake.wait()
-            # No waiting to gather more: the events that arrive while a batch is in flight go
-            # together in the next one, so batches grow with the load and a lone request's charge
-            # reaches the balance at once.
+            if self._linger_s:
+                # Let the events of requests ending about now join this round trip: a pipeline
+                # costs far more CPU than the events in it (about 0.17 ms of text-svc's per
+                # request at ~1,500 requests/s without the wait).
+                await asyncio.sleep(self._linger_s)
+            # The events that arrive while a batch is in flight go together in the next one, so
+            # batches also grow with the load.
             self._wake.clear()
             while self._queue:
                 batch = self._queue[:_BATCH]
