@@ -1,6 +1,6 @@
 """Metrics from every service: each gRPC service's metrics port (<PREFIX>METRICS_PORT) exposes
 the calls it served and made per method and status, what it adds (provider attempts, settings
-cache, billing consumer), and never a user id or a key in any label."""
+cache, credit leases, billing consumer), and never a user id or a key in any label."""
 
 from __future__ import annotations
 
@@ -112,6 +112,11 @@ async def test_every_service_exposes_its_calls_and_no_user_id_or_key(
     attempts = {"provider": "openai", "model": "gpt-4o", "outcome": "ok"}
     assert count(samples, "provider_attempt_seconds_count", **attempts) >= 2
     lookups = {"backend_type": "text"}
+    # The member request's worst case came from a credit lease this process opened.
+    leases = {"backend_type": "text"}
+    assert count(samples, "credit_lease_opens_total", **leases, result="opened") >= 1
+    assert count(samples, "credit_lease_debits_total", **leases, result="lease") >= 1
+    assert any(name == "credit_leases_open" for name, _ in samples)
     assert count(samples, "settings_config_cache_lookups_total", **lookups, result="hit") >= 1
     assert count(samples, "settings_config_cache_lookups_total", **lookups, result="miss") >= 1
     # The gateway's /metrics: its own requests, and its calls to the services.

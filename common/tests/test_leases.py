@@ -1,7 +1,7 @@
 """LeaseBook (svc_common.leases) against a real billing-svc on port 0, on the test's own database
 and usage stream: one OpenLease per user and routes at a time, worst cases debited locally, the
 unspent part given back to the lease, and each lease closed with the number of events published
-against it once no request is in flight on it."""
+against it once no request is in flight on it; and the book's metrics move as each happens."""
 
 from __future__ import annotations
 
@@ -149,6 +149,45 @@ def open_lease_calls() -> float:
     )
 
 
+LEASE_RESULTS = {
+    "credit_lease_opens_total": ("opened", "no_lease", "too_short", "failed"),
+    "credit_lease_debits_total": ("lease", "reserve"),
+    "credit_lease_closes_total": ("closed", "retry", "unknown", "expired", "expired_in_flight"),
+}
+
+
+def lease_metrics() -> dict[str, float]:
+    """This process's credit lease metrics for backend type text: 'opens:opened', ...; 'open' is
+    the gauge of leases held and not closed yet."""
+    values = {"open": REGISTRY.get_sample_value("credit_leases_open", {"backend_type": "text"})}
+    for name, results in LEASE_RESULTS.items():
+        family = name.removeprefix("credit_lease_").removesuffix("_total")
+        for result in results:
+            labels = {"backend_type": "text", "result": result}
+            values[f"{family}:{result}"] = REGISTRY.get_sample_value(name, labels)
+    return {key: value or 0.0 for key, value in values.items()}
+
+
+class Moved:
+    """The lease metrics that changed since it was made, by how much."""
+
+    def __init__(self) -> None:
+        self.before = lease_metrics()
+
+    def __call__(self) -> dict[str, float]:
+        after = lease_metrics()
+        return {k: after[k] - self.before[k] for k in after if after[k] != self.before[k]}
+
+    async def reach(self, expected: dict[str, float], what: str) -> None:
+        async def reached() -> bool:
+            return self() == expected
+
+        try:
+            await eventually(reached, what=what)
+        except AssertionError:
+            raise AssertionError(f"{what}: {self()} != {expected}") from None
+
+
 @pytest.fixture
 def billing_overrides() -> dict[str, Any]:
     return {}
@@ -194,8 +233,10 @@ async def test_requests_debit_one_lease_and_its_close_returns_the_rest(world: Wo
     await world.grant("alice", 1_000_000)
     book = world.book()
     alice = who("alice")
+    moved = Moved()
 
     debits = [await book.take(alice, [MINI], WORST, 5.0) for _ in range(3)]
+    assert moved() == {"opens:opened": 1, "debits:lease": 3, "open": 1}
     [lease] = await world.leases("alice")
     assert lease["amount_micros"] == LEASE_REQUESTS * UNIT  # the balance spares 16 of them
     assert lease["holder"] == "test-host-1" and lease["status"] == "open"
@@ -219,6 +260,7 @@ async def test_requests_debit_one_lease_and_its_close_returns_the_rest(world: Wo
     await world.finish(book, alice, fourth)
 
     await book.aclose()
+    assert moved() == {"opens:opened": 1, "debits:lease": 4, "closes:closed": 1}
 
     async def returned() -> asyncpg.Record | None:
         [row] = await world.leases("alice")
@@ -239,11 +281,13 @@ async def test_concurrent_requests_wait_for_one_open_lease(world: World) -> None
     await world.grant("alice", 1_000_000)
     book = world.book()
     calls = open_lease_calls()
+    moved = Moved()
 
     debits = await asyncio.gather(
         *(book.take(who("alice"), [MINI], WORST, 5.0) for _ in range(LEASE_REQUESTS))
     )
     assert open_lease_calls() - calls == 1
+    assert moved() == {"opens:opened": 1, "debits:lease": LEASE_REQUESTS, "open": 1}
     [lease] = await world.leases("alice")
     assert {d.lease_id for d in debits if d} == {lease["lease_id"]}
     assert len([d for d in debits if d]) == LEASE_REQUESTS
@@ -253,6 +297,8 @@ async def test_concurrent_requests_wait_for_one_open_lease(world: World) -> None
     after = await book.take(who("alice"), [MINI], WORST, 5.0)
     assert after is not None and after.lease_id != lease["lease_id"]
     assert open_lease_calls() - calls == 2
+    # The spent lease still counts as open: its requests are in flight.
+    assert moved() == {"opens:opened": 2, "debits:lease": LEASE_REQUESTS + 1, "open": 2}
     for debit in debits:
         assert debit is not None
         await world.finish(book, who("alice"), debit)
@@ -266,6 +312,10 @@ async def test_concurrent_requests_wait_for_one_open_lease(world: World) -> None
     assert rows[after.lease_id]["status"] == "open"  # still in use
     assert rows[lease["lease_id"]]["spent_micros"] == LEASE_REQUESTS * COST
     await world.assert_invariant("alice")
+    await moved.reach(
+        {"opens:opened": 2, "debits:lease": LEASE_REQUESTS + 1, "closes:closed": 1, "open": 1},
+        "the spent lease counted closed",
+    )
 
 
 async def test_a_balance_that_cannot_spare_a_lease_answers_none_and_is_not_asked_again(
@@ -275,9 +325,11 @@ async def test_a_balance_that_cannot_spare_a_lease_answers_none_and_is_not_asked
     await world.grant("bob", 3 * UNIT)
     book = world.book()
     calls = open_lease_calls()
+    moved = Moved()
     assert await book.take(who("bob"), [MINI], WORST, 5.0) is None
     assert await book.take(who("bob"), [MINI], WORST, 5.0) is None
     assert open_lease_calls() - calls == 1  # the second request reserved without asking
+    assert moved() == {"opens:no_lease": 1, "debits:reserve": 2}
     assert await world.leases("bob") == []
     assert await world.available("bob") == 3 * UNIT
 
@@ -285,10 +337,13 @@ async def test_a_balance_that_cannot_spare_a_lease_answers_none_and_is_not_asked
 async def test_an_unpriced_route_is_refused_before_anything_is_set_aside(world: World) -> None:
     await world.grant("carol", 1_000_000)
     book = world.book()
+    moved = Moved()
     with pytest.raises(FailedPrecondition) as caught:
         await book.take(who("carol"), [MINI, Route("openai", "no-such-model")], WORST, 5.0)
     assert "no price for openai/no-such-model" in caught.value.message
     assert "fallback" in caught.value.message
+    # Refused as a Reserve would be: neither a debit nor a reserve after it.
+    assert moved() == {"opens:failed": 1}
     assert await world.leases("carol") == []
     assert await world.available("carol") == 1_000_000
 
@@ -298,6 +353,7 @@ async def test_an_idle_lease_is_closed_once_no_request_is_in_flight(world: World
     await world.grant("bob", 1_000_000)
     book = world.book(idle_s=0.2)
     alice, bob = who("alice"), who("bob")
+    moved = Moved()
     in_flight = await book.take(alice, [MINI], WORST, 5.0)
     done = await book.take(bob, [MINI], WORST, 5.0)
     assert in_flight is not None and done is not None
@@ -311,6 +367,10 @@ async def test_an_idle_lease_is_closed_once_no_request_is_in_flight(world: World
     await eventually(bobs_returned, what="bob's idle lease returned")
     [alices] = await world.leases("alice")
     assert alices["status"] == "open"
+    await moved.reach(
+        {"opens:opened": 2, "debits:lease": 2, "closes:closed": 1, "open": 1},
+        "bob's lease counted closed, alice's open",
+    )
 
     await world.finish(book, alice, in_flight)
 
@@ -323,6 +383,9 @@ async def test_an_idle_lease_is_closed_once_no_request_is_in_flight(world: World
     assert await world.available("alice") == 1_000_000 - COST
     await world.assert_invariant("alice")
     await world.assert_invariant("bob")
+    await moved.reach(
+        {"opens:opened": 2, "debits:lease": 2, "closes:closed": 2}, "both leases counted closed"
+    )
 
 
 @pytest.mark.parametrize("billing_overrides", [{"lease_use_s": 3}])
@@ -380,6 +443,7 @@ async def test_a_close_that_billing_svc_missed_is_made_again_once_it_is_back(
     await world.grant("erin", 1_000_000)
     book = world.book(idle_s=0.2)
     erin = who("erin")
+    moved = Moved()
     debit = await book.take(erin, [MINI], WORST, 5.0)
     assert debit is not None
     await world.finish(book, erin, debit)
@@ -398,6 +462,9 @@ async def test_a_close_that_billing_svc_missed_is_made_again_once_it_is_back(
     await eventually(close_refused, what="a close that billing-svc did not answer")
     [row] = await world.leases("erin")
     assert row["status"] == "open"
+    refused = moved()
+    assert refused.pop("closes:retry") >= 1
+    assert refused == {"opens:opened": 1, "debits:lease": 1, "open": 1}
 
     # billing-svc back on the same address (as a restarted replica is).
     world.server = create_server(world.settings.model_copy(update={"listen": f"127.0.0.1:{port}"}))
@@ -411,3 +478,53 @@ async def test_a_close_that_billing_svc_missed_is_made_again_once_it_is_back(
     assert (row["expected_events"], row["spent_micros"]) == (1, COST)
     assert await world.available("erin") == 1_000_000 - COST
     await world.assert_invariant("erin")
+
+    async def counted_closed() -> bool:
+        return moved().get("closes:closed") == 1
+
+    await eventually(counted_closed, what="the close counted")
+    closed = moved()
+    assert closed.pop("closes:retry") >= 1
+    assert closed == {"opens:opened": 1, "debits:lease": 1, "closes:closed": 1}
+
+
+@pytest.mark.parametrize("billing_overrides", [{"lease_use_s": 0.5}])
+async def test_a_lease_too_short_to_use_is_given_back_and_requests_reserve(world: World) -> None:
+    # BILLING_SVC_LEASE_USE_S under the book's margin: no request may start on such a lease.
+    await world.grant("gina", 1_000_000)
+    book = world.book()
+    moved = Moved()
+    assert await book.take(who("gina"), [MINI], WORST, 5.0) is None
+    assert await book.take(who("gina"), [MINI], WORST, 5.0) is None  # not asked again
+    assert moved() == {"opens:too_short": 1, "debits:reserve": 2, "open": 1}
+
+    async def returned() -> bool:
+        [row] = await world.leases("gina")
+        return row["status"] in ("returned", "expired")
+
+    await eventually(returned, what="the short lease given back")
+    await moved.reach(
+        {"opens:too_short": 1, "debits:reserve": 2, "closes:closed": 1}, "the close counted"
+    )
+    assert await world.available("gina") == 1_000_000
+    await world.assert_invariant("gina")
+
+
+@pytest.mark.parametrize("billing_overrides", [{"lease_use_s": 2.0, "hold_ttl_s": 1}])
+async def test_a_lease_whose_request_never_ends_is_dropped_at_expiry(world: World) -> None:
+    await world.grant("hank", 1_000_000)
+    book = world.book()
+    # A request that never ends (its usage event never comes): the book cannot close the lease.
+    debit = await book.take(who("hank"), [MINI], WORST, 5.0)
+    assert debit is not None
+    moved = Moved()
+    await moved.reach({"closes:expired_in_flight": 1, "open": -1}, "the lease dropped at expiry")
+
+    async def swept() -> bool:
+        [row] = await world.leases("hank")
+        return row["status"] == "expired"
+
+    # billing-svc's sweeper gives all of it back: nothing was charged against it.
+    await eventually(swept, what="the lease swept back")
+    assert await world.available("hank") == 1_000_000
+    await world.assert_invariant("hank")

@@ -7,6 +7,12 @@ A lease is closed (CloseLease with the number of usage events published against 
 request is in flight on it and it was replaced, sat idle, or reached its use-until time; what it
 did not spend returns to the balance when billing-svc has applied those events. A lease this
 process never closes (it died) is returned by billing-svc's sweeper after it expires.
+
+Metrics (svc_common.metrics' registry), labelled by backend type and a fixed result only, never
+a user, a lease or a key: OpenLease answers (`credit_lease_opens_total`), requests debited from
+a lease or left to reserve per request (`credit_lease_debits_total`), close attempts
+(`credit_lease_closes_total`), and the leases this process holds and has not closed yet
+(`credit_leases_open`).
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import grpc
+from prometheus_client import Counter, Gauge
 
 from grpc_stubs.billing.v1 import billing_pb2, billing_pb2_grpc
 from grpc_stubs.common.v1 import common_pb2
 from svc_common.auth import Caller, forward_metadata
 from svc_common.errors import from_rpc_error, reraise
 from svc_common.holds import Route
+from svc_common.metrics import REGISTRY
 from svc_common.names import BACKEND_TYPE_ENUMS
 from svc_common.prices import PriceTable, Units, UnknownPrice
 
@@ -46,6 +54,37 @@ CLOSE_EVERY_S = 1.0
 OPENS_PER_REQUEST = 2
 
 _LeaseKey = tuple[str, tuple[Route, ...]]  # (user id, the request's routes, primary first)
+
+_OPENS = Counter(
+    "credit_lease_opens",
+    "OpenLease calls by result: opened; no_lease (the balance spares none); too_short (ends too"
+    " soon to use, given back at once); failed (the call raised)",
+    ["backend_type", "result"],
+    registry=REGISTRY,
+)
+_DEBITS = Counter(
+    "credit_lease_debits",
+    "Member requests' worst cases set aside, by result: lease (debited from a credit lease) or"
+    " reserve (no lease, no room, or a no-lease window: the request reserves per request)",
+    ["backend_type", "result"],
+    registry=REGISTRY,
+)
+_CLOSES = Counter(
+    "credit_lease_closes",
+    "Closes of credit leases, by result: closed; retry (billing-svc did not answer: tried again"
+    " next round); unknown (billing-svc knows no such lease); expired (not closed before its"
+    " expiry) and expired_in_flight (a request on it never ended): billing-svc's sweeper"
+    " returns those",
+    ["backend_type", "result"],
+    registry=REGISTRY,
+)
+_OPEN_LEASES = Gauge(
+    "credit_leases_open",
+    "Credit leases this process holds and has not closed yet (in use, or retired and waiting for"
+    " their requests or their close)",
+    ["backend_type"],
+    registry=REGISTRY,
+)
 
 
 class _Lease:
@@ -129,6 +168,18 @@ class LeaseBook:
         self._no_lease_until: dict[_LeaseKey, float] = {}
         self._closer: asyncio.Task[None] | None = None
         self._closed = False
+        # Label children bound once: take() is on every member request's path.
+        self._debited = _DEBITS.labels(backend_type, "lease")
+        self._reserving = _DEBITS.labels(backend_type, "reserve")
+        self._opens = {
+            result: _OPENS.labels(backend_type, result)
+            for result in ("opened", "no_lease", "too_short", "failed")
+        }
+        self._closes = {
+            result: _CLOSES.labels(backend_type, result)
+            for result in ("closed", "retry", "unknown", "expired", "expired_in_flight")
+        }
+        self._held = _OPEN_LEASES.labels(backend_type)
 
     async def take(
         self,
@@ -157,13 +208,16 @@ class LeaseBook:
             if lease is not None:
                 debit = _debit(lease, key[1], units, now)
                 if debit is not None:
+                    self._debited.inc()
                     return debit
             no_lease_until = self._no_lease_until.get(key)
             if no_lease_until is not None:
                 if now < no_lease_until:
+                    self._reserving.inc()
                     return None
                 del self._no_lease_until[key]
             if opens == OPENS_PER_REQUEST:
+                self._reserving.inc()
                 return None
             opens += 1
             opening = self._opening.get(key)
@@ -174,6 +228,7 @@ class LeaseBook:
                 opening.add_done_callback(functools.partial(self._opened, key))
             # Shielded: a waiter that goes away does not cancel the others' OpenLease.
             if await asyncio.shield(opening) is None:
+                self._reserving.inc()
                 return None
 
     def finish(
@@ -215,9 +270,11 @@ class LeaseBook:
                 timeout=min(timeout_s, self._timeout),
             )
         except grpc.aio.AioRpcError as err:
+            self._opens["failed"].inc()
             raise reraise(from_rpc_error(err)) from None
         now, wall = time.monotonic(), time.time()
         if not answer.lease_id:
+            self._opens["no_lease"].inc()
             self._no_lease_until[key] = now + NO_LEASE_S
             return None
         lease = _Lease(
@@ -241,6 +298,7 @@ class LeaseBook:
             expires_at=now + (answer.expires_at - wall),
             now=now,
         )
+        self._held.inc()  # until it is closed or dropped (_close, _due)
         if self._closer is None and not self._closed:
             self._closer = asyncio.get_running_loop().create_task(self._close_due_leases())
         if now >= lease.use_until - USE_MARGIN_S:
@@ -249,9 +307,11 @@ class LeaseBook:
             log.warning(
                 "credit lease %s ends too soon to use; reserving per request", lease.lease_id
             )
+            self._opens["too_short"].inc()
             self._retired.append(lease)
             self._no_lease_until[key] = now + NO_LEASE_S
             return None
+        self._opens["opened"].inc()
         replaced = self._current.get(key)
         if replaced is not None:
             self._retired.append(replaced)  # closed once its requests in flight have ended
@@ -291,6 +351,8 @@ class LeaseBook:
                 waiting.append(lease)
             else:  # a request that never ended: billing-svc's sweeper has returned the lease
                 log.error("credit lease %s expired with requests in flight", lease.lease_id)
+                self._closes["expired_in_flight"].inc()
+                self._held.dec()
         self._retired = waiting
         return due
 
@@ -299,13 +361,19 @@ class LeaseBook:
             return
         closed = await asyncio.gather(*(self._close_one(lease) for lease in leases))
         now = time.monotonic()
-        for lease, done in zip(leases, closed, strict=True):
-            # Not closed (billing-svc unreachable): again on the next round, until it expires
-            # and billing-svc's sweeper returns it.
-            if not done and now < lease.expires_at:
+        for lease, result in zip(leases, closed, strict=True):
+            if result == "failed":
+                # Not closed (billing-svc unreachable): again on the next round, until it
+                # expires and billing-svc's sweeper returns it.
+                result = "retry" if now < lease.expires_at else "expired"
+            self._closes[result].inc()
+            if result == "retry":
                 self._retired.append(lease)
+            else:
+                self._held.dec()
 
-    async def _close_one(self, lease: _Lease) -> bool:
+    async def _close_one(self, lease: _Lease) -> str:
+        """closed, unknown (billing-svc knows no such lease of this user), or failed."""
         request = billing_pb2.CloseLeaseRequest(lease_id=lease.lease_id, requests=lease.published)
         try:
             await self._billing.CloseLease(
@@ -314,15 +382,15 @@ class LeaseBook:
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.NOT_FOUND:
                 log.error("credit lease %s unknown to billing-svc at close", lease.lease_id)
-                return True
+                return "unknown"
             log.warning(
                 "credit lease %s not closed (%s); trying again", lease.lease_id, err.code().name
             )
-            return False
+            return "failed"
         except Exception:
             log.exception("credit lease %s not closed; trying again", lease.lease_id)
-            return False
-        return True
+            return "failed"
+        return "closed"
 
     async def aclose(self) -> None:
         """Shutdown: close every lease with no request in flight (the others, and any close that
