@@ -528,3 +528,42 @@ async def test_a_lease_whose_request_never_ends_is_dropped_at_expiry(world: Worl
     await eventually(swept, what="the lease swept back")
     assert await world.available("hank") == 1_000_000
     await world.assert_invariant("hank")
+
+
+async def test_shutdown_during_a_close_round_still_returns_the_lease(world: World) -> None:
+    """A close round that shutdown interrupts must not lose its leases: they would stay open in
+    billing-svc, the user's credits set aside, until they expire."""
+    await world.grant("alice", 1_000_000)
+    book = world.book(idle_s=0.2)
+    alice = who("alice")
+    debit = await book.take(alice, [MINI], WORST, 5.0)
+    assert debit is not None
+    await world.finish(book, alice, debit)
+
+    # Stall the round's CloseLease on the account's row lock (billing-svc takes it first).
+    blocker = await asyncpg.connect(world.settings.database_url.get_secret_value())
+    try:
+        stalled = blocker.transaction()
+        await stalled.start()
+        await blocker.execute("SELECT 1 FROM billing.accounts WHERE user_id = 'alice' FOR UPDATE")
+
+        async def close_waiting_on_the_lock() -> bool:
+            return bool(
+                await world.db.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND query ILIKE '%billing.accounts%' AND datname = current_database()"
+                )
+            )
+
+        await eventually(close_waiting_on_the_lock, what="the idle lease's close in progress")
+        shutdown = asyncio.ensure_future(book.aclose())
+        await asyncio.sleep(0)  # shutdown has begun while the round is mid-way
+        await stalled.rollback()
+        await shutdown
+    finally:
+        await blocker.close()
+
+    [row] = await world.leases("alice")
+    assert row["status"] == "returned"
+    assert await world.available("alice") == 1_000_000 - COST
+    await world.assert_invariant("alice")

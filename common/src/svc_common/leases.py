@@ -167,6 +167,8 @@ class LeaseBook:
         self._opening: dict[_LeaseKey, asyncio.Future[_Lease | None]] = {}
         self._no_lease_until: dict[_LeaseKey, float] = {}
         self._closer: asyncio.Task[None] | None = None
+        self._between_rounds = asyncio.Event()
+        self._between_rounds.set()
         self._closed = False
         # Label children bound once: take() is on every member request's path.
         self._debited = _DEBITS.labels(backend_type, "lease")
@@ -327,12 +329,17 @@ class LeaseBook:
     async def _close_due_leases(self) -> None:
         while True:
             await asyncio.sleep(CLOSE_EVERY_S)
+            # aclose cancels this task only between rounds: a round cancelled mid-way would lose
+            # the leases it took off the lists, closed by nobody until they expire.
+            self._between_rounds.clear()
             try:
                 await self._close(self._due(time.monotonic()))
             except Exception:
                 # Never the end of closing: a lease left open costs the user its credits until
                 # it expires.
                 log.exception("closing credit leases failed; trying again")
+            finally:
+                self._between_rounds.set()
 
     def _due(self, now: float) -> list[_Lease]:
         """The leases to close now (taken out of use here, with no await before the check)."""
@@ -397,6 +404,8 @@ class LeaseBook:
         fails, billing-svc's sweeper returns at expiry)."""
         self._closed = True
         if self._closer is not None:
+            # A round in progress finishes first (each close is bounded by the call timeout).
+            await self._between_rounds.wait()
             self._closer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._closer
