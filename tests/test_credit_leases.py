@@ -217,6 +217,67 @@ async def test_twenty_member_requests_take_one_lease_and_each_is_charged_once(
 
 
 @pytest.fixture
+async def repricing_platform(
+    database_url: str, redis_url: str, redis_prefix: str
+) -> AsyncIterator[Platform]:
+    # billing-svc reads prices afresh for every batch; a lease stays in use for 2 s after its
+    # last request, longer than a usage event takes to be charged.
+    async with running_platform(
+        database_url,
+        redis_url,
+        redis_prefix,
+        text={"lease_idle_s": 2.0},
+        billing={"price_cache_s": 0},
+    ) as p:
+        yield p
+
+
+async def test_a_request_on_a_lease_whose_price_was_removed_is_charged_its_debited_worst_case(
+    repricing_platform: Platform, database_url: str
+) -> None:
+    platform = repricing_platform
+    await platform.grant("erin", 1_000_000)
+    client = platform.client("erin")
+    await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=100)
+    [priced] = await eventually(lambda: charges(database_url, "erin"), what="the first charge")
+    [lease] = await leases(database_url, "erin")
+    worst = lease["amount_micros"] // LEASE_REQUESTS
+    assert 0 < priced["cost_micros"] < worst
+
+    # The operator withdraws the price while the lease is open: text-svc still debits the next
+    # request from the lease (priced when it opened), and billing-svc, unable to price the
+    # usage, charges the worst case the usage event says was debited for it.
+    await query(
+        database_url,
+        "DELETE FROM billing.prices WHERE provider = 'openai' AND model = 'gpt-4o-mini'",
+    )
+    reply = await client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, max_tokens=100
+    )
+    assert reply.usage is not None and 0 < gpt_cost(reply.usage, 150_000, 600_000) < worst
+
+    async def second_charge() -> list[asyncpg.Record]:
+        rows = await charges(database_url, "erin")
+        return rows if len(rows) == 2 else []
+
+    [_, unpriced] = await eventually(second_charge, what="the second charge")
+    assert unpriced["event_id"] == reply.id.removeprefix("chatcmpl-")
+    assert (unpriced["lease_id"], unpriced["cost_micros"], unpriced["shortfall_micros"]) == (
+        lease["lease_id"],
+        worst,
+        0,
+    )
+    assert unpriced["hold_micros"] == worst  # from the lease, like any charge against it
+    assert await query(database_url, "SELECT 1 FROM billing.holds WHERE user_id = 'erin'") == []
+
+    await eventually(lambda: settled(database_url, "erin"), what="the lease returned")
+    spent = priced["cost_micros"] + worst
+    [lease] = await leases(database_url, "erin")
+    assert (lease["status"], lease["spent_micros"], lease["events"]) == ("returned", spent, 2)
+    assert await assert_invariant(database_url, "erin") == 1_000_000 - spent
+
+
+@pytest.fixture
 async def slow_platform(
     database_url: str, redis_url: str, redis_prefix: str
 ) -> AsyncIterator[Platform]:

@@ -8,6 +8,7 @@ After every scenario: available + open holds + unspent leases = the sum of the u
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -499,6 +500,129 @@ async def test_an_event_with_a_hold_settles_the_hold_not_the_lease(billing: Bill
     await billing.wait_applied(alice, 1)
     assert (await lease_row(billing, lease.lease_id))["events"] == 0
     assert (await billing.ledger_row("req-held"))["hold_id"] == "req-held"
+    await billing.assert_consistent(alice)
+
+
+async def delete_price(billing: Billing, provider: str, model: str) -> None:
+    """An operator withdraws a model's price (read fresh: BILLING_SVC_PRICE_CACHE_S is 0)."""
+    await billing.pool.execute(
+        "DELETE FROM billing.prices WHERE provider = $1 AND model = $2", provider, model
+    )
+
+
+def charged_unpriced(caplog: pytest.LogCaptureFixture) -> list[int]:
+    """What the consumer's error log says it charged, per unpriced gpt-4o-mini lease event."""
+    charged = []
+    for record in caplog.records:
+        message = record.getMessage()
+        if record.name == "billing_svc.settlement" and record.levelno == logging.ERROR:
+            assert message.startswith("no price for openai/gpt-4o-mini"), message
+            head, _, tail = message.rpartition("; charging the lease debit (")
+            assert head and tail.endswith(" micro-credits)"), message
+            charged.append(int(tail.removesuffix(" micro-credits)")))
+    return charged
+
+
+async def test_a_price_removed_while_a_lease_is_open_charges_the_debited_worst_case(
+    billing: Billing, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="billing_svc.settlement")
+    alice = user()
+    await billing.grant(alice, 4 * WORST_CASE_MICROS)
+    lease = await open_lease(billing, alice)
+    assert lease.amount_micros == WORST_CASE_MICROS  # a quarter of the balance
+    await delete_price(billing, *MINI)
+    # Each request's holder debited its worst case from the lease before the call; billing can
+    # no longer price the usage, so that worst case is the charge (as a hold's amount is). The
+    # first takes the lease's all, the second is paid by the balance.
+    first, second = (
+        usage_event(alice, lease_id=lease.lease_id, lease_debit_micros=WORST_CASE_MICROS)
+        for _ in range(2)
+    )
+    # A request that failed before generating anything costs nothing, priced or not.
+    failed = usage_event(
+        alice,
+        lease_id=lease.lease_id,
+        lease_debit_micros=WORST_CASE_MICROS,
+        outcome="error",
+        input_tokens=0,
+        output_tokens=0,
+    )
+    await billing.publish(first)
+    await billing.publish(failed)
+    await billing.publish(second)
+    await billing.wait_applied(alice, 3)
+
+    row = await billing.ledger_row(first.event_id)
+    assert (row["amount_micros"], row["cost_micros"], row["shortfall_micros"]) == (
+        -WORST_CASE_MICROS,
+        WORST_CASE_MICROS,
+        0,
+    )
+    assert (row["hold_micros"], row["lease_id"]) == (WORST_CASE_MICROS, lease.lease_id)
+    row = await billing.ledger_row(second.event_id)
+    assert (row["amount_micros"], row["cost_micros"], row["shortfall_micros"]) == (
+        -WORST_CASE_MICROS,
+        WORST_CASE_MICROS,
+        0,
+    )
+    assert (row["hold_micros"], row["lease_id"]) == (0, lease.lease_id)
+    row = await billing.ledger_row(failed.event_id)
+    assert (row["amount_micros"], row["cost_micros"], row["lease_id"]) == (0, 0, lease.lease_id)
+    lease_now = await lease_row(billing, lease.lease_id)
+    assert (lease_now["spent_micros"], lease_now["events"]) == (WORST_CASE_MICROS, 3)
+    assert await available(billing, alice) == 2 * WORST_CASE_MICROS
+    assert (await billing.balance(alice)).balance_micros == 2 * WORST_CASE_MICROS
+    assert charged_unpriced(caplog) == [WORST_CASE_MICROS, WORST_CASE_MICROS]
+    await billing.assert_consistent(alice)
+
+
+async def test_an_unpriced_lease_event_without_its_debit_is_logged_and_charged_nothing(
+    billing: Billing, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Events queued by a text-svc from before lease_debit_micros existed (still in the stream
+    # when billing-svc is upgraded) do not say what was debited: billing cannot price them and
+    # has nothing to charge in its place, so they cost nothing and the error log says so.
+    caplog.set_level(logging.ERROR, logger="billing_svc.settlement")
+    alice = user()
+    await billing.grant(alice, 100 * WORST_CASE_MICROS)
+    lease = await open_lease(billing, alice)
+    await delete_price(billing, *MINI)
+    old = usage_event(alice, lease_id=lease.lease_id)
+    fields = old.to_fields()
+    del fields["lease_debit_micros"]  # as an older text-svc wrote it
+    await billing.redis.xadd(billing.settings.usage_stream, fields)
+    await billing.wait_applied(alice, 1)
+
+    row = await billing.ledger_row(old.event_id)
+    assert (row["amount_micros"], row["cost_micros"], row["hold_micros"], row["lease_id"]) == (
+        0,
+        0,
+        0,
+        lease.lease_id,
+    )
+    lease_now = await lease_row(billing, lease.lease_id)
+    assert (lease_now["spent_micros"], lease_now["events"]) == (0, 1)  # counted, so it closes
+    assert charged_unpriced(caplog) == [0]
+    await billing.assert_consistent(alice)
+
+
+async def test_an_implausible_lease_debit_is_dead_lettered(billing: Billing) -> None:
+    alice = user()
+    await billing.grant(alice, 100 * WORST_CASE_MICROS)
+    lease = await open_lease(billing, alice)
+    bad = usage_event(alice, lease_id=lease.lease_id).to_fields() | {
+        "lease_debit_micros": str(INT64_MAX + 1)  # no lease (a bigint) holds that much
+    }
+    await billing.redis.xadd(billing.settings.usage_stream, bad)
+    await billing.publish(usage_event(alice, lease_id=lease.lease_id))
+    await billing.wait_applied(alice, 1)
+
+    [(_, dead)] = await billing.redis.xrange(billing.settings.dead_letter_stream)
+    assert dead[b"dead_letter_reason"] == (
+        b"invalid usage event: lease_debit_micros is implausibly large"
+    )
+    assert (await lease_row(billing, lease.lease_id))["events"] == 1
     await billing.assert_consistent(alice)
 
 

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 # No single request bills this many units; larger numbers are a producer bug (and overflow bigint).
 MAX_UNITS = 10**12
+# A lease debit is part of a lease's amount (bigint), so never more than this; more is a bug.
+MAX_LEASE_DEBIT_MICROS = 2**63 - 1
 # A consumer idle this long with nothing pending is a process that is gone: forget it.
 STALE_CONSUMER_MS = 3_600_000
 _MAX_BACKOFF_S = 5.0
@@ -51,6 +53,8 @@ def parse_event(fields: dict[Any, Any]) -> UsageEvent:
     for name in ("input_tokens", "output_tokens", "images"):
         if getattr(event, name) >= MAX_UNITS:
             raise InvalidUsageEvent(f"{name} is implausibly large")
+    if event.lease_debit_micros > MAX_LEASE_DEBIT_MICROS:
+        raise InvalidUsageEvent("lease_debit_micros is implausibly large")
     if event.mode == "member" and not (event.provider and event.model):
         raise InvalidUsageEvent("a member-mode event needs provider and model to be priced")
     return event

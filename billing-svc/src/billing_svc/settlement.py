@@ -208,7 +208,7 @@ async def _apply(
                 )
                 hold = None
             held = hold.amount_micros if hold is not None and hold.status == "open" else 0
-            cost = _cost(event, prices, held)
+            cost = _cost(event, prices, held, "the hold")
             # The hold comes back in full, then the real cost is taken; what the balance cannot
             # cover (the usage outran its hold, or the hold had expired) is recorded as shortfall.
             funds = available[event.user_id] + held
@@ -286,9 +286,10 @@ def _charge_lease(
             extra={"event_id": event.event_id},
         )
         lease = None
-    # The worst case was debited from the lease by its holder, which billing does not know: a
-    # price removed since is logged and charged nothing.
-    cost = _cost(event, prices, 0)
+    # A price removed since the lease opened: charge the worst case the holder debited from the
+    # lease for this request (the event carries it; 0, so nothing, in events queued by a
+    # text-svc from before the field).
+    cost = _cost(event, prices, event.lease_debit_micros, "the lease debit")
     from_lease = 0
     if lease is not None:
         from_lease = min(cost, lease.amount_micros - lease.spent_micros)
@@ -311,7 +312,9 @@ def _charge_lease(
     )
 
 
-def _cost(event: UsageEvent, prices: PriceTable, held: int) -> int:
+def _cost(event: UsageEvent, prices: PriceTable, held: int, what: str) -> int:
+    """The event's cost at today's prices; without a price, `held`: the worst case `what` set
+    aside for the request before its call."""
     units = Units(
         input_tokens=event.input_tokens,
         output_tokens=event.output_tokens,
@@ -319,13 +322,18 @@ def _cost(event: UsageEvent, prices: PriceTable, held: int) -> int:
         image_size=event.image_size,
         image_quality=event.image_quality,
     )
+    if not (units.input_tokens or units.output_tokens or units.images):
+        # Nothing generated (an "error" event) costs nothing, priced or not.
+        return 0
     try:
         return prices.cost(event.provider, event.model, units)
     except UnknownPrice as exc:
-        # The price was removed after the hold was taken: charge the worst case that was held.
+        # The price was removed after the hold was taken (or the lease debited): charge the
+        # worst case that was set aside.
         log.error(
-            "%s; charging the hold (%d micro-credits)",
+            "%s; charging %s (%d micro-credits)",
             exc,
+            what,
             held,
             extra={"event_id": event.event_id},
         )

@@ -63,6 +63,10 @@ class UsageEvent:
     image_quality: str = ""
     hold_id: str = ""  # member mode: the hold this event settles
     lease_id: str = ""  # member mode, instead of a hold: the credit lease it is charged against
+    # With lease_id: the worst case the holder debited from the lease before the call, what
+    # billing charges if the route's price was removed since (as a hold's amount for a hold).
+    # 0 in events queued before the field existed.
+    lease_debit_micros: int = 0
     started_at_ms: int = 0
     ended_at_ms: int = 0
 

@@ -70,6 +70,7 @@ class UsageRecord:
     def event(self, outcome: str) -> UsageEvent:
         # "error": nothing was generated; zero units settle the hold to nothing.
         units = TokenUsage(0, 0) if outcome == "error" else self.units()
+        lease = self.hold.lease if self.hold else None
         return UsageEvent(
             event_id=self._plan.request_id,
             user_id=self._user_id,
@@ -82,6 +83,7 @@ class UsageRecord:
             output_tokens=units.output_tokens,
             hold_id=self.hold.hold_id if self.hold else "",
             lease_id=self.hold.lease_id if self.hold else "",
+            lease_debit_micros=lease.worst_micros if lease is not None else 0,
             started_at_ms=self.started_at_ms,
             ended_at_ms=now_ms(),
         )
