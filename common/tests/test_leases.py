@@ -422,7 +422,7 @@ async def test_no_request_starts_on_a_lease_near_its_use_until(world: World) -> 
     await world.assert_invariant("dave")
 
 
-def test_a_service_whose_events_do_not_name_the_lease_refuses_credit_lease() -> None:
+def test_a_service_that_holds_per_request_refuses_credit_lease() -> None:
     class Settings(ModelServiceSettings):
         model_config = SettingsConfigDict(env_prefix="IMAGE_SVC_", extra="ignore")
 
@@ -432,7 +432,7 @@ def test_a_service_whose_events_do_not_name_the_lease_refuses_credit_lease() -> 
         service_token=mint_service_token(SECRET, "image-svc"),
         credit_lease=True,
     )
-    # Its events would be charged beside the lease while their worst cases stayed debited on it.
+    # image-svc takes a hold per request: turning leases on is a mistake said at start-up.
     with pytest.raises(RuntimeError, match="IMAGE_SVC_CREDIT_LEASE"):
         Metering(settings, None, "image")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import grpc
 
@@ -24,7 +24,7 @@ from svc_common.names import BACKEND_TYPE_ENUMS
 if TYPE_CHECKING:
     from svc_common.leases import Debit
 
-__all__ = ["NO_BALANCE", "Hold", "HoldClient", "Route"]
+__all__ = ["NO_BALANCE", "ChargedTo", "Hold", "HoldClient", "Route", "charged_to"]
 
 NO_BALANCE = -1  # a response's balance_micros when no hold was taken
 
@@ -38,10 +38,27 @@ class Hold:
     balance_micros: int  # available after the hold (a lease's unspent part counted as the user's)
     lease: Debit | None = None
 
-    @property
-    def lease_id(self) -> str:
-        """The lease the call's usage event is charged against; empty for a hold."""
-        return self.lease.lease_id if self.lease is not None else ""
+
+class ChargedTo(TypedDict):
+    """A usage event's fields naming what its call set aside (see `charged_to`)."""
+
+    hold_id: str
+    lease_id: str
+    lease_debit_micros: int
+
+
+def charged_to(hold: Hold | None) -> ChargedTo:
+    """The usage event's fields for what the call set aside: its hold, or its credit lease and
+    the worst case debited from it (billing-svc charges that if the route's price is gone).
+    Every model service's event takes them from here, so none names one and forgets the other."""
+    if hold is None:
+        return ChargedTo(hold_id="", lease_id="", lease_debit_micros=0)
+    lease = hold.lease
+    return ChargedTo(
+        hold_id=hold.hold_id,
+        lease_id=lease.lease_id if lease is not None else "",
+        lease_debit_micros=lease.worst_micros if lease is not None else 0,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,8 +36,9 @@ class UsageRecord(Protocol):
 class Metering:
     """Holds (or credit-lease debits) and usage events under one backend type."""
 
-    # A service whose usage events carry the hold's lease_id sets this; only then may its
-    # <PREFIX>CREDIT_LEASE be on (an event without the lease would be charged beside it).
+    # A service whose member requests spend credit leases sets this (text-svc: many small,
+    # frequent requests); the others take a hold per request (an image's worst case is large: a
+    # lease sized in them would set aside much of a balance), and refuse <PREFIX>CREDIT_LEASE.
     leases_supported: ClassVar[bool] = False
 
     def __init__(

@@ -13,7 +13,7 @@ from image_svc.plan import Plan
 from image_svc.providers.base import TokenUsage
 from svc_common import metering
 from svc_common.auth import Caller
-from svc_common.holds import Hold, Route
+from svc_common.holds import Hold, Route, charged_to
 from svc_common.usage_events import UsageEvent, now_ms
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class UsageRecord:
             images=images,
             image_size=plan.usage_size,
             image_quality=plan.usage_quality,
-            hold_id=self.hold.hold_id if self.hold else "",
+            **charged_to(self.hold),
             started_at_ms=self.started_at_ms,
             ended_at_ms=now_ms(),
         )

@@ -13,7 +13,7 @@ from multimodal_svc.environment import Settings
 from multimodal_svc.plan import Plan, output_tokens_estimate
 from svc_common import metering
 from svc_common.auth import Caller
-from svc_common.holds import NO_BALANCE, Hold, Route
+from svc_common.holds import NO_BALANCE, Hold, Route, charged_to
 from svc_common.usage_events import UsageEvent, now_ms
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class UsageRecord:
             output_tokens=units.output_tokens,
             # Input images are billed as the input tokens they cost; `images` counts generated
             # images (priced per image), so it stays 0 here.
-            hold_id=self.hold.hold_id if self.hold else "",
+            **charged_to(self.hold),
             started_at_ms=self.started,
             ended_at_ms=now_ms(),
         )

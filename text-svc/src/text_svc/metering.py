@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from grpc_stubs.common.v1 import common_pb2
 from svc_common import metering
 from svc_common.auth import Caller
-from svc_common.holds import NO_BALANCE, Hold, Route
+from svc_common.holds import NO_BALANCE, Hold, Route, charged_to
 from svc_common.usage_events import UsageEvent, now_ms
 from text_svc.environment import Settings
 from text_svc.plan import Plan, output_tokens_estimate
@@ -70,7 +70,6 @@ class UsageRecord:
     def event(self, outcome: str) -> UsageEvent:
         # "error": nothing was generated; zero units settle the hold to nothing.
         units = TokenUsage(0, 0) if outcome == "error" else self.units()
-        lease = self.hold.lease if self.hold else None
         return UsageEvent(
             event_id=self._plan.request_id,
             user_id=self._user_id,
@@ -81,16 +80,14 @@ class UsageRecord:
             outcome=outcome,
             input_tokens=units.input_tokens,
             output_tokens=units.output_tokens,
-            hold_id=self.hold.hold_id if self.hold else "",
-            lease_id=self.hold.lease_id if self.hold else "",
-            lease_debit_micros=lease.worst_micros if lease is not None else 0,
+            **charged_to(self.hold),
             started_at_ms=self.started_at_ms,
             ended_at_ms=now_ms(),
         )
 
 
 class Metering(metering.Metering):
-    leases_supported = True  # UsageRecord.event names the lease
+    leases_supported = True
 
     def __init__(self, settings: Settings, redis: aioredis.Redis | None, *, holder: str) -> None:
         super().__init__(settings, redis, BACKEND_TYPE, holder=holder)
