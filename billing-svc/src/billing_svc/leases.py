@@ -126,24 +126,40 @@ UPDATE billing.leases SET status = 'closing', expected_events = $2
 RETURNING events
 """
 
-# The unspent rest back to the account, with its ledger row (the account row is locked).
+# Leases back to their accounts: each one's unspent rest, with its lease_return ledger row, as
+# `returned` (closed, its events applied) or `expired` (swept). Only leases still open or
+# closing, and with $4 only those past their expiry. The accounts must be locked already (the
+# lock order: accounts first).
 _RETURN = """
 WITH returned AS (
-    UPDATE billing.leases SET status = 'returned', returned_at = now()
-     WHERE lease_id = $1 AND status IN ('open', 'closing')
+    UPDATE billing.leases SET status = $3, returned_at = now()
+     WHERE lease_id = ANY($1::text[]) AND status IN ('open', 'closing')
+       AND (NOT $4::boolean OR expires_at <= now())
     RETURNING lease_id, user_id, backend_type, amount_micros - spent_micros AS unspent
 ), recorded AS (
     INSERT INTO billing.ledger (event_id, kind, user_id, amount_micros, lease_id, hold_micros,
                                 backend_type)
     SELECT $2 || lease_id, 'lease_return', user_id, 0, lease_id, unspent, backend_type
       FROM returned
+), balances AS (
+    UPDATE billing.accounts AS a
+       SET available_micros = a.available_micros + r.total, updated_at = now()
+      FROM (SELECT user_id, sum(unspent)::bigint AS total FROM returned GROUP BY user_id) AS r
+     WHERE a.user_id = r.user_id
 )
-UPDATE billing.accounts AS a
-   SET available_micros = a.available_micros + r.unspent, updated_at = now()
-  FROM returned AS r
- WHERE a.user_id = r.user_id
-RETURNING a.available_micros
+SELECT count(*) FROM returned
 """
+
+
+async def return_leases(
+    conn: asyncpg.Connection, lease_ids: list[str], *, status: str, only_expired: bool
+) -> int:
+    """Give the unspent rest of `lease_ids` back (their accounts locked by the caller); returns
+    how many were returned. The one way a lease ends outside a settlement batch."""
+    returned: int = await conn.fetchval(
+        _RETURN, lease_ids, LEASE_RETURN_PREFIX, status, only_expired
+    )
+    return returned
 
 
 async def close_lease(pool: asyncpg.Pool, *, user_id: str, lease_id: str, requests: int) -> int:
@@ -158,5 +174,8 @@ async def close_lease(pool: asyncpg.Pool, *, user_id: str, lease_id: str, reques
         applied = await conn.fetchval(_CLOSE, lease_id, requests)
         if applied is None or applied < requests:
             return available
-        returned: int = await conn.fetchval(_RETURN, lease_id, LEASE_RETURN_PREFIX)
-        return returned
+        await return_leases(conn, [lease_id], status="returned", only_expired=False)
+        now_available: int = await conn.fetchval(
+            "SELECT available_micros FROM billing.accounts WHERE user_id = $1", user_id
+        )
+        return now_available

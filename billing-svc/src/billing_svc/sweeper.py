@@ -11,8 +11,9 @@ import logging
 import asyncpg
 
 from billing_svc import metrics
-from billing_svc.accounts import EXPIRY_PREFIX, LEASE_RETURN_PREFIX
+from billing_svc.accounts import EXPIRY_PREFIX
 from billing_svc.db import is_transient
+from billing_svc.leases import return_leases
 
 log = logging.getLogger(__name__)
 
@@ -61,26 +62,6 @@ async def expire_holds(pool: asyncpg.Pool, limit: int = 500) -> int:
     return expired
 
 
-_EXPIRE_LEASES = """
-WITH expired AS (
-    UPDATE billing.leases SET status = 'expired', returned_at = now()
-     WHERE lease_id = ANY($1::text[]) AND status IN ('open', 'closing') AND expires_at <= now()
-    RETURNING lease_id, user_id, backend_type, amount_micros - spent_micros AS unspent
-), recorded AS (
-    INSERT INTO billing.ledger (event_id, kind, user_id, amount_micros, lease_id, hold_micros,
-                                backend_type)
-    SELECT $2 || lease_id, 'lease_return', user_id, 0, lease_id, unspent, backend_type
-      FROM expired
-), returned AS (
-    UPDATE billing.accounts AS a
-       SET available_micros = a.available_micros + r.total, updated_at = now()
-      FROM (SELECT user_id, sum(unspent)::bigint AS total FROM expired GROUP BY user_id) AS r
-     WHERE a.user_id = r.user_id
-)
-SELECT count(*) FROM expired
-"""
-
-
 async def expire_leases(pool: asyncpg.Pool, limit: int = 500) -> int:
     """Return the unspent rest of up to `limit` open or closing leases past their expiry; returns
     how many were expired. A usage event of such a lease applied later is charged to the balance
@@ -101,8 +82,8 @@ async def expire_leases(pool: asyncpg.Pool, limit: int = 500) -> int:
                 " ORDER BY user_id FOR UPDATE",
                 sorted({r["user_id"] for r in due}),
             )
-            expired: int = await conn.fetchval(
-                _EXPIRE_LEASES, [r["lease_id"] for r in due], LEASE_RETURN_PREFIX
+            expired = await return_leases(
+                conn, [r["lease_id"] for r in due], status="expired", only_expired=True
             )
     if expired:
         metrics.LEASES_EXPIRED.inc(expired)
