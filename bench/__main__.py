@@ -206,6 +206,98 @@ async def settle_latency(gateway: str, token: str, database_url: str, n: int) ->
     return out
 
 
+def service_env(secret: str, pfx: str, name: str, **values: str) -> dict[str, str]:
+    """A bench service's environment: its service token, production mode, quiet logs, and
+    `values` as <pfx><NAME>."""
+    out = {
+        f"{pfx}SERVICE_TOKEN_SECRET": secret,
+        f"{pfx}SERVICE_TOKEN": mint_service_token(secret, name),
+        f"{pfx}ENVIRONMENT": "production",
+        f"{pfx}LOG_LEVEL": "WARNING",
+    }
+    out.update({f"{pfx}{k.upper()}": v for k, v in values.items()})
+    return out
+
+
+def spawn_services(
+    stack: Stack,
+    *,
+    secret: str,
+    database_url: str,
+    redis_url: str,
+    prefix: str,
+    provider: str,
+    text_replicas: int = 1,
+) -> dict[str, int]:
+    """settings-svc, billing-svc and `text_replicas` text-svc processes (member users get a
+    large starting balance); returns their ports: settings, billing, text, text_2, ... Each
+    text-svc replica calls the fake provider under its own base URL (<provider>/t1/v1, /t2/v1),
+    so the provider's per-URL counts are each replica's share."""
+    ports = {n: free_port() for n in ("settings", "billing")}
+    stack.spawn(
+        "settings-svc",
+        "settings_svc",
+        service_env(
+            secret,
+            "SETTINGS_SVC_",
+            "settings-svc",
+            listen=f"127.0.0.1:{ports['settings']}",
+            database_url=database_url,
+            redis_url=redis_url,
+            settings_changed_channel=f"{prefix}settings-changed",
+            encryption_keys="bench:" + "A" * 43 + "=",
+        ),
+    )
+    stack.spawn(
+        "billing-svc",
+        "billing_svc",
+        service_env(
+            secret,
+            "BILLING_SVC_",
+            "billing-svc",
+            listen=f"127.0.0.1:{ports['billing']}",
+            database_url=database_url,
+            redis_url=redis_url,
+            usage_stream=f"{prefix}usage-events",
+            dead_letter_stream=f"{prefix}usage-dead",
+            starting_balance_micros="1000000000000",
+        ),
+    )
+    for n in range(1, text_replicas + 1):
+        port = ports["text" if n == 1 else f"text_{n}"] = free_port()
+        stack.spawn(
+            "text-svc" if n == 1 else f"text-svc-{n}",
+            "text_svc",
+            service_env(
+                secret,
+                "TEXT_SVC_",
+                "text-svc",
+                listen=f"127.0.0.1:{port}",
+                settings_target=f"127.0.0.1:{ports['settings']}",
+                billing_target=f"127.0.0.1:{ports['billing']}",
+                redis_url=redis_url,
+                usage_stream=f"{prefix}usage-events",
+                settings_changed_channel=f"{prefix}settings-changed",
+                openai_base_url=f"{provider}/t{n}/v1",
+                openai_api_key=PLATFORM_KEY,
+            ),
+        )
+    return ports
+
+
+def gateway_env(secret: str, jwt_secret: str, ports: dict[str, int], text_target: str) -> dict:
+    """A gateway's environment in front of `spawn_services`' services (host and port apart)."""
+    return {
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_JWT_HS256_SECRET": jwt_secret,
+        "GATEWAY_TEXT_TARGET": text_target,
+        "GATEWAY_SETTINGS_TARGET": f"127.0.0.1:{ports['settings']}",
+        "GATEWAY_BILLING_TARGET": f"127.0.0.1:{ports['billing']}",
+        "GATEWAY_SERVICE_TOKEN": mint_service_token(secret, "gateway"),
+        "GATEWAY_LOG_LEVEL": "WARNING",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
@@ -246,78 +338,29 @@ def main() -> None:
         stack.spawn("fake-provider", "bench.fake_provider", {}, "--port", str(stand_in_port))
         stand_in = f"http://127.0.0.1:{stand_in_port}"
 
-        def env(pfx: str, name: str, **values: str) -> dict[str, str]:
-            out = {
-                f"{pfx}SERVICE_TOKEN_SECRET": secret,
-                f"{pfx}SERVICE_TOKEN": mint_service_token(secret, name),
-                f"{pfx}ENVIRONMENT": "production",
-                f"{pfx}LOG_LEVEL": "WARNING",
-            }
-            out.update({f"{pfx}{k.upper()}": v for k, v in values.items()})
-            return out
-
-        ports = {n: free_port() for n in ("settings", "billing", "text", "text_defaults")}
-        stack.spawn(
-            "settings-svc",
-            "settings_svc",
-            env(
-                "SETTINGS_SVC_",
-                "settings-svc",
-                listen=f"127.0.0.1:{ports['settings']}",
-                database_url=database_url,
-                redis_url=redis_url,
-                settings_changed_channel=f"{prefix}settings-changed",
-                encryption_keys="bench:" + "A" * 43 + "=",
-            ),
+        ports = spawn_services(
+            stack,
+            secret=secret,
+            database_url=database_url,
+            redis_url=redis_url,
+            prefix=prefix,
+            provider=stand_in,
+            text_replicas=2 if "replicas" in only else 1,
         )
-        stack.spawn(
-            "billing-svc",
-            "billing_svc",
-            env(
-                "BILLING_SVC_",
-                "billing-svc",
-                listen=f"127.0.0.1:{ports['billing']}",
-                database_url=database_url,
-                redis_url=redis_url,
-                usage_stream=f"{prefix}usage-events",
-                dead_letter_stream=f"{prefix}usage-dead",
-                starting_balance_micros="1000000000000",
-            ),
-        )
-        providers = {"openai_base_url": f"{stand_in}/v1", "openai_api_key": PLATFORM_KEY}
-        # Each text-svc replica calls the fake provider under its own base URL (/t1, /t2), so
-        # the provider's per-URL counts are each replica's share (the replicas section).
-        replica_ports = [ports["text"]]
-        if "replicas" in only:
-            ports["text_2"] = free_port()
-            replica_ports.append(ports["text_2"])
-        for n, port in enumerate(replica_ports, start=1):
-            stack.spawn(
-                "text-svc" if n == 1 else f"text-svc-{n}",
-                "text_svc",
-                env(
-                    "TEXT_SVC_",
-                    "text-svc",
-                    listen=f"127.0.0.1:{port}",
-                    settings_target=f"127.0.0.1:{ports['settings']}",
-                    billing_target=f"127.0.0.1:{ports['billing']}",
-                    redis_url=redis_url,
-                    usage_stream=f"{prefix}usage-events",
-                    settings_changed_channel=f"{prefix}settings-changed",
-                    openai_base_url=f"{stand_in}/t{n}/v1",
-                    openai_api_key=PLATFORM_KEY,
-                ),
-            )
+        replica_ports = [ports[n] for n in ("text", "text_2") if n in ports]
+        ports["text_defaults"] = free_port()
         stack.spawn(
             "text-svc-defaults",
             "text_svc",
-            env(
+            service_env(
+                secret,
                 "TEXT_SVC_",
                 "text-svc",
                 listen=f"127.0.0.1:{ports['text_defaults']}",
                 redis_url=redis_url,
                 usage_stream=f"{prefix}usage-events-defaults",
-                **providers,
+                openai_base_url=f"{stand_in}/v1",
+                openai_api_key=PLATFORM_KEY,
             ),
         )
 
@@ -327,14 +370,8 @@ def main() -> None:
                 name,
                 "gateway",
                 {
-                    "GATEWAY_HOST": "127.0.0.1",
+                    **gateway_env(secret, jwt_secret, ports, text_target),
                     "GATEWAY_PORT": str(port),
-                    "GATEWAY_JWT_HS256_SECRET": jwt_secret,
-                    "GATEWAY_TEXT_TARGET": text_target,
-                    "GATEWAY_SETTINGS_TARGET": f"127.0.0.1:{ports['settings']}",
-                    "GATEWAY_BILLING_TARGET": f"127.0.0.1:{ports['billing']}",
-                    "GATEWAY_SERVICE_TOKEN": mint_service_token(secret, "gateway"),
-                    "GATEWAY_LOG_LEVEL": "WARNING",
                 },
             )
             return f"http://127.0.0.1:{port}"

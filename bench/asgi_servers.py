@@ -46,14 +46,15 @@ import jwt
 
 from bench.__main__ import (
     BODY,
-    PLATFORM_KEY,
     ROOT,
     STREAM_BODY,
     USER_KEY,
     _create_db,
     _drop_db,
+    gateway_env,
     infra,
     pid_of,
+    spawn_services,
     wait_grpc,
     wait_http,
     with_database,
@@ -63,7 +64,6 @@ from bench.meter import TICK, Meter
 from bench.streams import StreamJob
 from bench.wrk import ensure_wrk
 from devstack.__main__ import Stack, free_port
-from svc_common.auth import mint_service_token
 
 CONCURRENCY = 50
 PACED_INTERVAL_MS = 2
@@ -337,84 +337,30 @@ def main() -> None:
         database_url = with_database(admin_pg, db_name)
         prefix = f"bench{uuid.uuid4().hex[:6]}:"
 
-        def env(pfx: str, name: str, **values: str) -> dict[str, str]:
-            out = {
-                f"{pfx}SERVICE_TOKEN_SECRET": secret,
-                f"{pfx}SERVICE_TOKEN": mint_service_token(secret, name),
-                f"{pfx}ENVIRONMENT": "production",
-                f"{pfx}LOG_LEVEL": "WARNING",
-            }
-            out.update({f"{pfx}{k.upper()}": v for k, v in values.items()})
-            return out
-
         fake_port = free_port()
         stack.spawn("fake-provider", "bench.fake_provider", {}, "--port", str(fake_port))
         fake = f"http://127.0.0.1:{fake_port}"
-        ports = {n: free_port() for n in ("settings", "billing", "text")}
-        stack.spawn(
-            "settings-svc",
-            "settings_svc",
-            env(
-                "SETTINGS_SVC_",
-                "settings-svc",
-                listen=f"127.0.0.1:{ports['settings']}",
-                database_url=database_url,
-                redis_url=redis_url,
-                settings_changed_channel=f"{prefix}settings-changed",
-                encryption_keys="bench:" + "A" * 43 + "=",
-            ),
-        )
-        stack.spawn(
-            "billing-svc",
-            "billing_svc",
-            env(
-                "BILLING_SVC_",
-                "billing-svc",
-                listen=f"127.0.0.1:{ports['billing']}",
-                database_url=database_url,
-                redis_url=redis_url,
-                usage_stream=f"{prefix}usage-events",
-                dead_letter_stream=f"{prefix}usage-dead",
-                starting_balance_micros="1000000000000",
-            ),
-        )
-        stack.spawn(
-            "text-svc",
-            "text_svc",
-            env(
-                "TEXT_SVC_",
-                "text-svc",
-                listen=f"127.0.0.1:{ports['text']}",
-                settings_target=f"127.0.0.1:{ports['settings']}",
-                billing_target=f"127.0.0.1:{ports['billing']}",
-                redis_url=redis_url,
-                usage_stream=f"{prefix}usage-events",
-                settings_changed_channel=f"{prefix}settings-changed",
-                openai_base_url=f"{fake}/v1",
-                openai_api_key=PLATFORM_KEY,
-            ),
+        ports = spawn_services(
+            stack,
+            secret=secret,
+            database_url=database_url,
+            redis_url=redis_url,
+            prefix=prefix,
+            provider=fake,
         )
         gateway_ports = {arm: free_port() for arm in arms}
-        gateway_env = {
-            "GATEWAY_JWT_HS256_SECRET": jwt_secret,
-            "GATEWAY_TEXT_TARGET": f"127.0.0.1:{ports['text']}",
-            "GATEWAY_SETTINGS_TARGET": f"127.0.0.1:{ports['settings']}",
-            "GATEWAY_BILLING_TARGET": f"127.0.0.1:{ports['billing']}",
-            "GATEWAY_SERVICE_TOKEN": mint_service_token(secret, "gateway"),
-            "GATEWAY_LOG_LEVEL": "WARNING",
-            "GATEWAY_HOST": "127.0.0.1",
-        }
+        gateways_env = gateway_env(secret, jwt_secret, ports, f"127.0.0.1:{ports['text']}")
         stack.spawn(
             "gateway-uvicorn",
             "gateway",
-            {**gateway_env, "GATEWAY_PORT": str(gateway_ports["uvicorn"])},
+            {**gateways_env, "GATEWAY_PORT": str(gateway_ports["uvicorn"])},
         )
         for arm in arms[1:]:
             # One worker, uvloop like uvicorn's; the rest at granian's defaults.
             stack.spawn(
                 f"gateway-{arm}",
                 "granian",
-                {**gateway_env, "GATEWAY_PORT": str(gateway_ports[arm])},
+                {**gateways_env, "GATEWAY_PORT": str(gateway_ports[arm])},
                 "--interface",
                 "asgi",
                 "--factory",
