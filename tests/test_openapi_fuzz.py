@@ -20,6 +20,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -87,7 +88,8 @@ class _PlatformThread(threading.Thread):
             await admin.execute(f'CREATE DATABASE "{name}"')
         finally:
             await admin.close()
-        database_url = self.postgres_url.rsplit("/", 1)[0] + f"/{name}"
+        # The path is the database; an embedded server's socket folder is in the query.
+        database_url = urlunsplit(urlsplit(self.postgres_url)._replace(path=f"/{name}"))
         try:
             prefix = f"t{uuid.uuid4().hex[:12]}:"
             async with running_platform(database_url, self.redis_url, prefix) as platform:

@@ -37,7 +37,7 @@ DECLARED: dict[str, set[str]] = {
         "config_source",
     },
     "deadlines": {"call_deadline", "time_left"},
-    "holds": {"NO_BALANCE", "Hold", "HoldClient", "Route"},
+    "holds": {"NO_BALANCE", "ChargedTo", "Hold", "HoldClient", "Route", "charged_to"},
     "leases": {"Debit", "LeaseBook"},
     "logging": {"JsonFormatter", "scrub", "setup_logging"},
     "metrics": {

@@ -41,8 +41,14 @@ MAX_LEASE_DEBIT_MICROS = 2**63 - 1
 # A consumer idle this long with nothing pending is a process that is gone: forget it.
 STALE_CONSUMER_MS = 3_600_000
 _MAX_BACKOFF_S = 5.0
+# Where the lag must be counted by reading the stream (Redis before 7.0), it is read up to this.
+_LAG_COUNT_CAP = 10_000
 
 Entry = tuple[bytes, dict[bytes, bytes] | None]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def parse_event(fields: dict[Any, Any]) -> UsageEvent:
@@ -322,13 +328,21 @@ class UsageConsumer:
     async def observe_stream(self) -> None:
         """Report the group's lag and pending entries and the dead-letter stream's length."""
         for group in await self._redis.xinfo_groups(self._stream):
-            name = group["name"].decode() if isinstance(group["name"], bytes) else group["name"]
-            if name != self._group:
+            if _text(group["name"]) != self._group:
                 continue
             metrics.PENDING_ENTRIES.set(group["pending"])
             # Redis >= 7.0 counts the lag; it is unknown (nil) right after entries were deleted
-            # from the middle of the stream, and absent before 7.0: the gauge then keeps its value.
-            if group.get("lag") is not None:
+            # from the middle of the stream: the gauge then keeps its value.
+            if "lag" not in group:
+                # Before 7.0 (make run's embedded Redis is 6.2): count the entries after the
+                # group's last delivered one, up to _LAG_COUNT_CAP.
+                after = await self._redis.xrange(
+                    self._stream,
+                    min=f"({_text(group['last-delivered-id'])}",
+                    count=_LAG_COUNT_CAP,
+                )
+                metrics.CONSUMER_LAG.set(len(after or ()))
+            elif group["lag"] is not None:
                 metrics.CONSUMER_LAG.set(group["lag"])
         metrics.DEAD_LETTER_ENTRIES.set(await self._redis.xlen(self._settings.dead_letter_stream))
 
